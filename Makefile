@@ -1,0 +1,42 @@
+# The two commands: `make run` serves the product, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --no-input
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py load_demo
+	@echo ""
+	@echo "  Avtrz is running at   http://$(HOST):$(PORT)/"
+	@echo "  Dashboard             http://$(HOST):$(PORT)/dashboard/"
+	@echo "  Admin (staff)         http://$(HOST):$(PORT)/admin/"
+	@echo "  Avatar API            http://$(HOST):$(PORT)/v1/avatar"
+	@echo "  MCP connector URL     http://$(HOST):$(PORT)/mcp"
+	@echo ""
+	DEBUG=$${DEBUG:-true} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} \
+		$(BIN)/uvicorn avtrz.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+
+test: $(VENV)/.dev
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 media staticfiles var

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import SignInForm, SignUpForm
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The `next` target if it stays on this site, else the default: no open redirects."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(safe_next(request, reverse_lazy("workspaces:home")))
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome to Avtrz. Create a workspace to get your API keys.")
+        return redirect(safe_next(request, str(reverse_lazy("workspaces:create"))))
+    return render(request, "accounts/signup.html", {"form": form, "next": safe_next(request, "")})
+
+
+signin = auth_views.LoginView.as_view(
+    template_name="accounts/login.html", authentication_form=SignInForm, redirect_authenticated_user=True
+)
+signout = auth_views.LogoutView.as_view()
+password_change = auth_views.PasswordChangeView.as_view(
+    template_name="accounts/password_change.html", success_url=reverse_lazy("accounts:password_change_done")
+)
+password_change_done = auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")
+
+
+def password_reset(request: HttpRequest) -> HttpResponse:
+    view = auth_views.PasswordResetView.as_view(
+        template_name="accounts/password_reset.html",
+        email_template_name="emails/password_reset_body.txt",
+        subject_template_name="emails/password_reset_subject.txt",
+        success_url=reverse_lazy("accounts:password_reset_done"),
+        # Links point at the public origin, never at whatever Host header the request carried.
+        extra_email_context={"base_url": settings.PUBLIC_BASE_URL},
+    )
+    return view(request)
+
+
+password_reset_done = auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html")
+password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
+    template_name="accounts/password_reset_confirm.html", success_url=reverse_lazy("accounts:password_reset_complete")
+)
+password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
+    template_name="accounts/password_reset_complete.html"
+)

@@ -1,0 +1,49 @@
+"""A small fixed-window counter over the cache, shared by every rate limit that is not hot.
+
+The cache is Redis in production, so limits hold across processes; `incr` is atomic there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class Window:
+    count: int
+    retry_after: int  # seconds until the current window ends
+
+
+def _key(scope: str, ident: str, window_s: int) -> tuple[str, int]:
+    now = int(time.time())
+    start = now - now % window_s
+    return f"throttle:{scope}:{ident}:{start}", start + window_s - now
+
+
+def hit(scope: str, ident: str, window_s: int) -> Window:
+    """Count one event and return the count in the current window."""
+    key, remaining = _key(scope, ident, window_s)
+    if cache.add(key, 1, timeout=window_s + 1):
+        return Window(1, remaining)
+    try:
+        return Window(cache.incr(key), remaining)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window_s + 1)
+        return Window(1, remaining)
+
+
+def peek(scope: str, ident: str, window_s: int) -> Window:
+    key, remaining = _key(scope, ident, window_s)
+    return Window(cache.get(key, 0), remaining)
+
+
+def reset(scope: str, ident: str, window_s: int) -> None:
+    cache.delete(_key(scope, ident, window_s)[0])
+
+
+def client_ip(request) -> str:
+    """The caller's address. Behind a proxy, REMOTE_ADDR is set from a trusted header upstream."""
+    return request.META.get("REMOTE_ADDR", "") or "unknown"

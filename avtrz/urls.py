@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from avtrz import views
+
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("healthz", views.health, name="health"),
+    path("accounts/", include("accounts.urls")),
+    path("", include("workspaces.urls")),
+    path("admin/", admin.site.urls),
+]
+
+admin.site.site_header = "Avtrz support"
+admin.site.site_title = "Avtrz support"
+admin.site.index_title = "Support"

@@ -1,0 +1,88 @@
+import importlib
+
+import pytest
+from django.core.cache import cache
+
+from avtrz.celery import app as celery_app
+from tests import services
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workspaces.models import Membership
+
+
+LAUNCH_PLANS = importlib.import_module("workspaces.migrations.0002_seed_plans").PLANS
+
+
+def pytest_configure(config):
+    (services.ROOT / "var").mkdir(exist_ok=True)
+    # Tasks run in-process unless a test starts a real worker on purpose.
+    celery_app.conf.task_always_eager = True
+
+
+def pytest_terminal_summary(terminalreporter):
+    if services.SKIPPED_SERVICES:
+        terminalreporter.write_line(
+            "services absent, their tests skipped: " + ", ".join(sorted(services.SKIPPED_SERVICES)), yellow=True
+        )
+
+
+@pytest.fixture(autouse=True)
+def _isolated(request, settings, tmp_path):
+    """A clean cache per test, media in a temporary folder, and the launch plans present
+    (a transactional test flushes the tables the data migration filled)."""
+    cache.clear()
+    settings.MEDIA_ROOT = tmp_path / "media"
+    if "django_db_setup" in request.fixturenames:
+        from workspaces.models import Plan
+
+        for plan in LAUNCH_PLANS:
+            Plan.objects.get_or_create(code=plan["code"], defaults=plan)
+    yield
+    cache.clear()
+
+
+# Personas (as in healthchecks): Alice owns Acme, Bob is a member of Acme, Charlie has no access to it.
+@pytest.fixture
+def alice(db):
+    return UserFactory(email="alice@example.com", name="Alice Example")
+
+
+@pytest.fixture
+def acme(alice):
+    membership = MembershipFactory(
+        user=alice, workspace=WorkspaceFactory(name="Acme", slug="acme"), role=Membership.Role.OWNER
+    )
+    return membership.workspace
+
+
+@pytest.fixture
+def bob(acme):
+    user = UserFactory(email="bob@example.com", name="Bob Example")
+    MembershipFactory(user=user, workspace=acme, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def charlie(db):
+    user = UserFactory(email="charlie@example.com", name="Charlie Example")
+    MembershipFactory(
+        user=user, workspace=WorkspaceFactory(name="Charlie Co", slug="charlie-co"), role=Membership.Role.OWNER
+    )
+    return user
+
+
+@pytest.fixture
+def alice_client(client, alice, acme):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(client, bob):
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def charlie_client(client, charlie):
+    client.force_login(charlie)
+    return client

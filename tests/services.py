@@ -1,0 +1,121 @@
+"""Finding the real services (Redis, PostgreSQL, Chromium) and starting real servers for tests.
+
+In CI (CI=true) a missing service fails the test; elsewhere it skips and the summary says why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
+SKIPPED_SERVICES: set[str] = set()
+
+
+def require(service: str, available: bool, hint: str) -> None:
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{service} is required in CI but is not available: {hint}")
+    SKIPPED_SERVICES.add(service)
+    pytest.skip(f"{service} not available ({hint})")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def redis_url() -> str:
+    """REDIS_URL when set (CI), else a local Redis on its default port if one is running."""
+    url = os.environ.get("REDIS_URL") or LOCAL_REDIS_URL
+    parts = urlsplit(url)
+    require("Redis", _reachable(parts.hostname or "127.0.0.1", parts.port or 6379), f"nothing answers at {url}")
+    return url
+
+
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or ""
+    require("Chromium", bool(path) and Path(path).exists(), "apt-get install chromium")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_database_url() -> str:
+    """A URL for the database the test run is using, for servers started in subprocesses."""
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conf['NAME']}"
+    auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
+    return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before listening on {port}")
+        if _reachable("127.0.0.1", port):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+@contextmanager
+def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log: Path) -> Iterator[subprocess.Popen]:
+    """Run a server process for the duration of the block, its output kept in `log`."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            if port is not None:
+                wait_for_port(port, process)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess serving the test database."""
+    return {"DATABASE_URL": live_database_url(), "DEBUG": "true", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def uvicorn_cmd(port: int, workers: int = 1) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "avtrz.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+    ]

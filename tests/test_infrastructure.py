@@ -1,0 +1,121 @@
+"""The platform under the product: settings guards, the ASGI server, Redis and a real Celery worker."""
+
+import secrets
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from celery import Celery
+from django.core.cache.backends.redis import RedisCache
+
+from tests import services
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=services.ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "PUBLIC_BASE_URL": "https://avtrz.example",
+}
+
+
+def test_refuses_to_start_in_production_with_the_development_secret():
+    result = _manage("check", env={"DEBUG": "false", "PUBLIC_BASE_URL": "https://avtrz.example"})
+    assert result.returncode != 0
+    assert "SECRET_KEY is the development default" in result.stderr
+
+
+def test_deploy_checks_are_clean_with_production_settings():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_bad_environment_values_are_named():
+    result = _manage("check", env={**PRODUCTION_ENV, "DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DEBUG must be true or false" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_asgi_server_serves_pages_over_http(tmp_path):
+    port = services.free_port()
+    with services.running(
+        services.uvicorn_cmd(port), env=services.server_env(), port=port, log=tmp_path / "uvicorn.log"
+    ):
+        landing = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        login = requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=10)
+        css = requests.get(f"http://127.0.0.1:{port}/static/css/app.css", timeout=10)
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    assert landing.status_code == 200
+    assert "durable, face-cropped photo URL" in landing.text
+    assert login.status_code == 200
+    assert 'name="csrfmiddlewaretoken"' in login.text
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert health.json() == {"status": "ok"}
+
+
+@pytest.mark.redis
+def test_redis_counts_exactly_under_concurrency():
+    cache = RedisCache(services.redis_url(), {"KEY_PREFIX": f"test-{secrets.token_hex(4)}"})
+    cache.set("counter", 0)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: cache.incr("counter"), range(400)))
+    assert cache.get("counter") == 400
+    cache.delete("counter")
+
+
+@pytest.mark.redis
+@pytest.mark.celery_worker
+def test_a_real_celery_worker_runs_a_task_from_redis(tmp_path):
+    url = services.redis_url()
+    mail_dir = tmp_path / "mail"
+    queue = f"test-{secrets.token_hex(4)}"
+    env = {
+        "REDIS_URL": url,
+        "DEBUG": "true",
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(mail_dir),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "avtrz",
+        "worker",
+        "--pool",
+        "solo",
+        "-Q",
+        queue,
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+    with services.running(cmd, env=env, log=tmp_path / "worker.log"):
+        sender = Celery(broker=url)
+        sender.send_task("workspaces.tasks.send_email", args=["x@example.com", "Hello", "From a worker"], queue=queue)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (mail_dir.exists() and any(mail_dir.iterdir())):
+            time.sleep(0.2)
+    sent = [p.read_text() for p in mail_dir.iterdir()] if mail_dir.exists() else []
+    assert sent, (tmp_path / "worker.log").read_text()[-3000:]
+    assert "Subject: Hello" in sent[0]
+    assert "From a worker" in sent[0]

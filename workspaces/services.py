@@ -1,0 +1,143 @@
+"""Multi-model writes for workspaces and members: one transaction each, audit row included,
+side effects (emails) dispatched only once the transaction commits."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from workspaces.models import AuditEvent, Invitation, Membership, Plan, Workspace
+from workspaces.tasks import send_email
+
+
+Role = Membership.Role
+
+
+def _audit(workspace: Workspace | None, actor, action: str, summary: str, **data) -> None:
+    AuditEvent.objects.create(workspace=workspace, actor=actor, action=action, summary=summary, data=data)
+
+
+@transaction.atomic
+def create_workspace(*, owner, name: str) -> Workspace:
+    workspace = Workspace.objects.create(name=name.strip(), slug=Workspace.unique_slug_for(name), plan=Plan.default())
+    Membership.objects.create(user=owner, workspace=workspace, role=Role.OWNER)
+    _audit(workspace, owner, AuditEvent.Action.WORKSPACE_CREATED, f"{owner} created {workspace.name}")
+    return workspace
+
+
+@transaction.atomic
+def rename_workspace(*, actor, workspace: Workspace, name: str) -> None:
+    old = workspace.name
+    workspace.name = name.strip()
+    workspace.save(update_fields=["name"])
+    _audit(workspace, actor, AuditEvent.Action.WORKSPACE_RENAMED, f"{actor} renamed {old} to {workspace.name}")
+
+
+@transaction.atomic
+def invite_member(*, actor: Membership, email: str, role: str) -> Invitation:
+    """Invite an address (or re-send a pending invitation with a fresh link) and email the link."""
+    workspace = actor.workspace
+    email = email.strip().lower()
+    if role == Role.OWNER and actor.role != Role.OWNER:
+        raise PermissionDenied("Only owners can invite owners.")
+    if workspace.memberships.filter(user__email__iexact=email).exists():
+        raise ValidationError(f"{email} is already a member of {workspace.name}.")
+    invitation = workspace.invitations.pending().filter(email__iexact=email).first() or Invitation(
+        workspace=workspace, email=email
+    )
+    invitation.role = role
+    invitation.invited_by = actor.user
+    token = invitation.issue_token()
+    invitation.save()
+    _audit(workspace, actor.user, AuditEvent.Action.MEMBER_INVITED, f"{actor.user} invited {email} as {role}")
+    context = {
+        "workspace": workspace,
+        "inviter": actor.user,
+        "role": Role(role).label,
+        "accept_url": f"{settings.PUBLIC_BASE_URL}/invitations/{token}/",
+        "expires_at": invitation.expires_at,
+    }
+    subject = f"{actor.user.get_full_name()} invited you to {workspace.name} on Avtrz"
+    body = render_to_string("emails/invitation.txt", context)
+    transaction.on_commit(lambda: send_email.delay(email, subject, body))
+    return invitation
+
+
+@transaction.atomic
+def revoke_invitation(*, actor: Membership, invitation: Invitation) -> None:
+    invitation.delete()
+    _audit(
+        actor.workspace,
+        actor.user,
+        AuditEvent.Action.INVITATION_REVOKED,
+        f"{actor.user} revoked the invitation for {invitation.email}",
+    )
+
+
+class InvitationError(Exception):
+    """The invitation cannot be accepted by this user; the message says why."""
+
+
+@transaction.atomic
+def accept_invitation(*, invitation: Invitation, user) -> Membership:
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if not invitation.is_pending:
+        raise InvitationError("This invitation has expired or was already used. Ask for a new one.")
+    if invitation.email.lower() != user.email.lower():
+        raise InvitationError(
+            f"This invitation was sent to {invitation.email}. Sign in with that address to accept it."
+        )
+    membership, created = Membership.objects.get_or_create(
+        user=user, workspace=invitation.workspace, defaults={"role": invitation.role}
+    )
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    if created:
+        _audit(invitation.workspace, user, AuditEvent.Action.MEMBER_JOINED, f"{user} joined as {membership.role}")
+    return membership
+
+
+def _ensure_owner_remains(membership: Membership) -> None:
+    if membership.is_last_owner():
+        raise ValidationError("A workspace needs at least one owner. Make someone else an owner first.")
+
+
+@transaction.atomic
+def remove_member(*, actor: Membership, membership: Membership) -> None:
+    if membership.role == Role.OWNER and actor.role != Role.OWNER:
+        raise PermissionDenied("Only owners can remove an owner.")
+    _ensure_owner_remains(membership)
+    membership.delete()
+    _audit(
+        actor.workspace,
+        actor.user,
+        AuditEvent.Action.MEMBER_REMOVED,
+        f"{actor.user} removed {membership.user}",
+    )
+
+
+@transaction.atomic
+def leave_workspace(*, membership: Membership) -> None:
+    _ensure_owner_remains(membership)
+    membership.delete()
+    _audit(membership.workspace, membership.user, AuditEvent.Action.MEMBER_LEFT, f"{membership.user} left")
+
+
+@transaction.atomic
+def change_role(*, actor: Membership, membership: Membership, role: str) -> None:
+    if Role.OWNER in (role, membership.role) and actor.role != Role.OWNER:
+        raise PermissionDenied("Only owners can grant or take away the owner role.")
+    if role != Role.OWNER:
+        _ensure_owner_remains(membership)
+    old = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    _audit(
+        actor.workspace,
+        actor.user,
+        AuditEvent.Action.MEMBER_ROLE_CHANGED,
+        f"{actor.user} changed {membership.user} from {old} to {role}",
+    )
