@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.utils import timezone
 
 
 class UserManager(BaseUserManager["User"]):
@@ -61,3 +64,80 @@ class User(AbstractUser):
 
     def get_short_name(self) -> str:
         return self.name.split(" ")[0] if self.name else self.email
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def active(self) -> ConnectionQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class Connection(models.Model):
+    """An AI client a user authorized on the consent screen, bound to the workspace they chose.
+
+    One row per (user, client, workspace). Every grant and token issued for it points here
+    through a ``ConnectionLink``, so the workspace a token acts for is one join away and
+    revoking the connection can find every credential at once.
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="oauth_connections")
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="oauth_connections")
+    application = models.ForeignKey(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL, on_delete=models.CASCADE, related_name="avtrz_connections"
+    )
+    scope = models.TextField(blank=True, help_text="Scopes granted at the latest consent, space separated.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last time tokens were issued.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "application", "workspace"], name="one_connection_per_client")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} for {self.user} in {self.workspace}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ConnectionLink(models.Model):
+    """Ties exactly one DOT grant, access token or refresh token to its connection.
+
+    A side table rather than swapped DOT models: the toolkit's models and migrations stay
+    stock, and a token's link (and so its workspace) disappears with the token.
+    """
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="links")
+    grant = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_GRANT_MODEL, on_delete=models.CASCADE, null=True, related_name="connection_link"
+    )
+    access_token = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL, on_delete=models.CASCADE, null=True, related_name="connection_link"
+    )
+    refresh_token = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="connection_link",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(grant__isnull=False, access_token__isnull=True, refresh_token__isnull=True)
+                    | models.Q(grant__isnull=True, access_token__isnull=False, refresh_token__isnull=True)
+                    | models.Q(grant__isnull=True, access_token__isnull=True, refresh_token__isnull=False)
+                ),
+                name="connection_link_exactly_one_credential",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Link #{self.pk} to connection #{self.connection_id}"

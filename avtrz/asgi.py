@@ -1,6 +1,8 @@
 """The one ASGI application that serves the whole product.
 
-HTTP goes to Django; WebSockets go to Channels consumers. The MCP transport joins here.
+HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint, which the MCP
+SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
+lifespan runs the MCP session manager, which must be running before it can serve a request.
 """
 
 import os
@@ -12,10 +14,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avtrz.settings")
 
 django_application = get_asgi_application()
 
+from avtrz.avatars.fastpath import AvatarFastPath  # noqa: E402  (needs Django set up first)
+from mcpserver import app as mcp  # noqa: E402
+
+
+http_application = AvatarFastPath(django_application)
+mcp_application = mcp.build()
+
 
 async def application(scope, receive, send):
     if scope["type"] == "http":
-        await django_application(scope, receive, send)
+        if scope["path"] in mcp.PATHS:
+            await mcp_application.app(scope, receive, send)
+        else:
+            await http_application(scope, receive, send)
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
     else:
@@ -23,10 +35,8 @@ async def application(scope, receive, send):
 
 
 async def _lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await receive()  # lifespan.startup
+    async with mcp_application.lifespan:
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+    await send({"type": "lifespan.shutdown.complete"})

@@ -92,13 +92,17 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
+    "oauth2_provider",
     "accounts",
     "workspaces",
+    "avtrz.avatars",
     "mcpserver",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "avtrz.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -156,7 +160,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "avtrz",
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "avtrz"),
         }
     }
     CHANNEL_LAYERS = {
@@ -265,9 +269,138 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The MCP SDK logs every request at INFO; its warnings and errors are what matter.
+        "mcp": {"level": envstr("MCP_LOG_LEVEL", "WARNING")},
+    },
 }
 
 # ---------------------------------------------------------------- product
 # The plan a new workspace starts on (a Plan.code).
 AVTRZ_DEFAULT_PLAN = envstr("AVTRZ_DEFAULT_PLAN", "free")
+# Derives the AI connector's publishable keys (workspaces.ApiKey.for_connector); rotating it
+# replaces those keys on next use. Defaults to SECRET_KEY.
+AVTRZ_KEY_DERIVATION_SECRET = envstr("AVTRZ_KEY_DERIVATION_SECRET", SECRET_KEY)
+# Each server process writes its usage counts to the database from a background thread; the test
+# suite writes them explicitly instead (workspaces.usage.flush_now).
+AVTRZ_BACKGROUND_FLUSH = envbool("AVTRZ_BACKGROUND_FLUSH", not TESTING)
+# Namespace of the usage and rate counters in Redis.
+AVTRZ_COUNTER_PREFIX = envstr("AVTRZ_COUNTER_PREFIX", "avtrz:")
+
+# ---------------------------------------------------------------- avatar engine
+# Profile pages are {LINKEDIN_BASE_URL}/in/{handle}/; tests point it at a local fixture server.
+LINKEDIN_BASE_URL = envstr("LINKEDIN_BASE_URL", "https://www.linkedin.com").rstrip("/")
+LINKEDIN_HOST = urlsplit(LINKEDIN_BASE_URL).hostname or ""
+# Hosts photos may be downloaded from (exact, or *.suffix).
+AVTRZ_PHOTO_HOSTS = envlist("AVTRZ_PHOTO_HOSTS", "media.licdn.com,*.licdn.com")
+# Hosts that may be fetched although they resolve to private or loopback addresses.
+AVTRZ_FETCH_ALLOW_PRIVATE = envlist("AVTRZ_FETCH_ALLOW_PRIVATE")
+AVTRZ_FETCH_CONNECT_TIMEOUT_S = envfloat("AVTRZ_FETCH_CONNECT_TIMEOUT_S", 3.0)
+AVTRZ_FETCH_READ_TIMEOUT_S = envfloat("AVTRZ_FETCH_READ_TIMEOUT_S", 5.0)
+# How long a request for an unknown profile waits for enrichment before answering with the monogram.
+AVTRZ_ENRICH_WAIT_S = envfloat("AVTRZ_ENRICH_WAIT_S", 2.0)
+# Resolved profiles are re-checked at least this often, and before their photo URL expires.
+AVTRZ_STALE_AFTER_DAYS = envint("AVTRZ_STALE_AFTER_DAYS", 14)
+# Where durable image URLs point: the app itself by default, a CDN or bucket in production.
+AVTRZ_IMAGE_BASE_URL = envstr("AVTRZ_IMAGE_BASE_URL", f"{PUBLIC_BASE_URL}/img/")
+
+# ---------------------------------------------------------------- oauth
+# The OAuth 2.1 authorization server for AI connectors (django-oauth-toolkit); see accounts/oauth.py.
+# The PEM RSA key that signs ID tokens (OIDC_RSA_PRIVATE_KEY_FILE to mount it; "\n" escapes allowed).
+OIDC_RSA_PRIVATE_KEY = envstr("OIDC_RSA_PRIVATE_KEY").replace("\\n", "\n")
+if not OIDC_RSA_PRIVATE_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "Set OIDC_RSA_PRIVATE_KEY (or OIDC_RSA_PRIVATE_KEY_FILE) to the PEM key that signs ID tokens."
+        )
+    from accounts.oidc_key import development_key  # noqa: E402 (development only)
+
+    OIDC_RSA_PRIVATE_KEY = development_key(BASE_DIR / "var" / "oidc-dev-key.pem")
+OAUTH_ACCESS_TOKEN_SECONDS = envint("OAUTH_ACCESS_TOKEN_SECONDS", 3600)
+# Refresh tokens die this long after their last access token expired (an idle timeout).
+OAUTH_REFRESH_TOKEN_SECONDS = envint("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600)
+# Clients such as Claude refresh in parallel with one refresh token: for this long after rotating,
+# it still answers with the tokens it was rotated into. A replay after that revokes the whole family.
+OAUTH_REFRESH_GRACE_SECONDS = envint("OAUTH_REFRESH_GRACE_SECONDS", 30)
+# Dynamic client registrations allowed per client address in OAUTH_REGISTRATION_RATE_WINDOW_S.
+OAUTH_REGISTRATION_RATE_LIMIT = envint("OAUTH_REGISTRATION_RATE_LIMIT", 20)
+OAUTH_REGISTRATION_RATE_WINDOW_S = envint("OAUTH_REGISTRATION_RATE_WINDOW_S", 3600)
+# Private-use redirect URI schemes of native clients (RFC 8252 §7.1), on top of http(s).
+OAUTH_APP_SCHEMES = envlist("OAUTH_APP_SCHEMES", "cursor,vscode,vscode-insiders,windsurf")
+# A PEM bundle to trust, instead of the default store, when fetching client metadata documents.
+OAUTH_CIMD_CA_BUNDLE = envstr("OAUTH_CIMD_CA_BUNDLE")
+
+# DOT's own models, not swapped; named because accounts' models point at them (a swappable
+# model's references need the setting to exist, like AUTH_USER_MODEL).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 (a model name)
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 (a model name)
+OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "accounts.oauth_validators.AvtrzOAuth2Validator",
+    # One issuer string everywhere: both discovery documents, `iss` on redirects, ID tokens.
+    "OIDC_ISS_ENDPOINT": PUBLIC_BASE_URL,
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
+    "SCOPES": {
+        "openid": "Confirm who you are",
+        "profile": "See your name",
+        "email": "See your email address",
+        "offline_access": "Stay connected without asking you again",
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_basic", "client_secret_post"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_basic", "client_secret_post"],
+    # OAuth 2.1 / RFC 9700: PKCE with S256 only, `iss` on authorization responses, no implicit or
+    # password grant, no tokens in query strings, exact redirect URIs, refresh token reuse detection.
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_ACCESS_TOKEN_SECONDS,
+    "ID_TOKEN_EXPIRE_SECONDS": OAUTH_ACCESS_TOKEN_SECONDS,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_TOKEN_SECONDS,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": OAUTH_REFRESH_GRACE_SECONDS,
+    # http stays for loopback callbacks only, which accounts.oauth enforces at registration.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https", *OAUTH_APP_SCHEMES],
+    "ALLOW_LOCALHOST_LOOPBACK": True,
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.AllowAllDCRPermission",),
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "accounts.cimd.SafeHTTPMetadataFetcher",
+    "OAUTH2_PROTECTED_RESOURCE_IDENTIFIER": f"{PUBLIC_BASE_URL}/mcp",
+    "OAUTH2_PROTECTED_RESOURCE_AUTHORIZATION_SERVERS": [PUBLIC_BASE_URL],
+    "OAUTH2_PROTECTED_RESOURCE_NAME": "Avtrz",
+}
+SILENCED_SYSTEM_CHECKS = [
+    # Tokens stay stored in plaintext: the refresh grace period must hand back the token a
+    # rotation already issued, which hashed storage cannot (DOT refuses the combination, E001).
+    "oauth2_provider.W006",
+    # http redirect URIs are allowed for loopback hosts only (RFC 8252 §7.3), enforced at registration.
+    "oauth2_provider.W008",
+]
+
+# Browser-based MCP clients call discovery, token, registration and revocation cross-origin,
+# without cookies, so any origin may; nothing else on the site answers CORS.
+CORS_URLS_REGEX = r"^/(\.well-known/.*|o/(token|register|revoke_token|introspect|userinfo)/.*|token|register)$"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "mcp-protocol-version"]
+
+CELERY_BEAT_SCHEDULE |= {
+    "clear-expired-oauth-tokens": {"task": "accounts.tasks.clear_expired_tokens", "schedule": 3600.0},
+    "clear-abandoned-oauth-registrations": {
+        "task": "accounts.tasks.clear_abandoned_registrations",
+        "schedule": 6 * 3600.0,
+    },
+}

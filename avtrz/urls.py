@@ -7,7 +7,9 @@ from avtrz import views
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.health, name="health"),
+    path("", include("avtrz.avatars.urls")),
     path("accounts/", include("accounts.urls")),
+    path("", include("accounts.oauth_urls")),
     path("", include("workspaces.urls")),
     path("admin/", admin.site.urls),
 ]

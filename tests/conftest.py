@@ -1,4 +1,5 @@
 import importlib
+import uuid
 
 import pytest
 from django.core.cache import cache
@@ -31,6 +32,8 @@ def _isolated(request, settings, tmp_path):
     (a transactional test flushes the tables the data migration filled)."""
     cache.clear()
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Usage counters live outside the database; a fresh namespace keeps tests from sharing them.
+    settings.AVTRZ_COUNTER_PREFIX = f"test:{uuid.uuid4().hex}:"
     if "django_db_setup" in request.fixturenames:
         from workspaces.models import Plan
 

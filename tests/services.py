@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,7 +103,16 @@ def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log
 
 def server_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess serving the test database."""
-    return {"DATABASE_URL": live_database_url(), "DEBUG": "true", "PYTHONUNBUFFERED": "1", **extra}
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    return {
+        "DATABASE_URL": live_database_url(),
+        "DEBUG": "true",
+        "PYTHONUNBUFFERED": "1",
+        # The test database is recreated each run, ids repeat: a fresh cache namespace keeps old runs out.
+        "CACHE_KEY_PREFIX": namespace,
+        "AVTRZ_COUNTER_PREFIX": f"{namespace}:",
+        **extra,
+    }
 
 
 def uvicorn_cmd(port: int, workers: int = 1) -> list[str]:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -34,6 +36,10 @@ class Plan(models.Model):
         return cls.objects.get(code=settings.AVTRZ_DEFAULT_PLAN)
 
 
+def first_anchor_day() -> int:
+    return min(timezone.now().day, 28)
+
+
 class WorkspaceQuerySet(models.QuerySet["Workspace"]):
     def for_user(self, user) -> WorkspaceQuerySet:
         return self.filter(memberships__user=user)
@@ -47,6 +53,8 @@ class Workspace(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="workspaces")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Cycles start on this day of each month (capped at 28 so every month has it), at 00:00 UTC.
+    billing_anchor_day = models.PositiveSmallIntegerField(default=first_anchor_day)
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -66,6 +74,18 @@ class Workspace(models.Model):
 
     def owners(self) -> models.QuerySet[Membership]:
         return self.memberships.filter(role=Membership.Role.OWNER)
+
+    def cycle_bounds(self, at: datetime) -> tuple[datetime, datetime]:
+        """The billing cycle containing `at`: from the last anchor day to the next one."""
+        start = at.replace(day=self.billing_anchor_day, hour=0, minute=0, second=0, microsecond=0)
+        if start > at:
+            start = _add_months(start, -1)
+        return start, _add_months(start, 1)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.month - 1 + months
+    return moment.replace(year=moment.year + index // 12, month=index % 12 + 1)
 
 
 class Membership(models.Model):
@@ -161,6 +181,11 @@ class AuditEvent(models.Model):
         MEMBER_REMOVED = "member.removed", "Member removed"
         MEMBER_LEFT = "member.left", "Member left"
         MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
+        KEY_CREATED = "key.created", "API key created"
+        KEY_REVOKED = "key.revoked", "API key revoked"
+        KEY_DOMAINS_CHANGED = "key.domains_changed", "API key domains changed"
+        CONNECTION_CREATED = "connection.created", "AI connection created"
+        CONNECTION_REVOKED = "connection.revoked", "AI connection revoked"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.SET_NULL, null=True, related_name="audit_events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -174,3 +199,118 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return self.summary
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def for_key(self, raw: str) -> ApiKey | None:
+        """The live key matching `raw`, looked up by digest: the clear key is never stored."""
+        if not ApiKey.looks_like_key(raw):
+            return None
+        return self.active().select_related("workspace", "workspace__plan").filter(digest=key_digest(raw)).first()
+
+
+def key_digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A workspace's API key. Only a SHA-256 digest, a display prefix and the last four are kept."""
+
+    class Kind(models.TextChoices):
+        PUBLISHABLE = "publishable", "Publishable"
+        SECRET = "secret", "Secret"
+
+    PREFIXES = {Kind.PUBLISHABLE: "pk_live_", Kind.SECRET: "sk_live_"}
+    TOKEN_BYTES = 24  # 192 bits of randomness: no brute force, so a fast digest is the right hash
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    prefix = models.CharField(max_length=16, db_index=True, help_text="The first characters, for recognising a key.")
+    last4 = models.CharField(max_length=4)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_domains = models.JSONField(
+        default=list, blank=True, help_text="Hosts a publishable key may be used from: example.com or *.example.com."
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # The AI connector's publishable key: its clear value is derived from the server secret and the
+    # key's uid, so the MCP tools can hand it out again; the database alone still cannot produce it.
+    for_connector = models.BooleanField(default=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @classmethod
+    def looks_like_key(cls, raw: str) -> bool:
+        return any(raw.startswith(prefix) for prefix in cls.PREFIXES.values()) and 24 <= len(raw) <= 64
+
+    def issue(self, raw: str | None = None) -> str:
+        """Generate the key (or take `raw`), keep its digest, and return it: the only moment it exists in clear."""
+        raw = raw or self.PREFIXES[self.Kind(self.kind)] + secrets.token_urlsafe(self.TOKEN_BYTES)
+        self.digest = key_digest(raw)
+        self.prefix = raw[:12]
+        self.last4 = raw[-4:]
+        return raw
+
+    def derived_value(self) -> str:
+        """The clear value of a connector key (see `for_connector`)."""
+        mac = hmac.new(settings.AVTRZ_KEY_DERIVATION_SECRET.encode(), self.uid.bytes, hashlib.sha256).digest()
+        return self.PREFIXES[self.Kind.PUBLISHABLE] + base64.urlsafe_b64encode(mac[:24]).decode()
+
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…{self.last4}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class UsagePeriod(models.Model):
+    """One billing cycle of a workspace: its meters and the plan limits that applied when it began."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="usage_periods")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    requests_limit = models.PositiveIntegerField()
+    new_profiles_limit = models.PositiveIntegerField()
+    avatar_requests = models.PositiveIntegerField(default=0)
+    avatar_new_profiles = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "starts_at"], name="one_period_per_start")]
+
+    def __str__(self) -> str:
+        return f"{self.workspace} {self.starts_at:%Y-%m-%d}"
+
+
+class WorkspaceProfile(models.Model):
+    """The first lookup of a profile by a workspace in a cycle: what `avatar_new_profiles` counts.
+
+    Keyed by the canonical LinkedIn handle, so this app needs nothing from the avatar engine.
+    """
+
+    period = models.ForeignKey(UsagePeriod, on_delete=models.CASCADE, related_name="profiles")
+    handle = models.CharField(max_length=100)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["period", "handle"], name="one_lookup_per_period")]
+
+    def __str__(self) -> str:
+        return self.handle

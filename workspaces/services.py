@@ -3,13 +3,16 @@ side effects (emails) dispatched only once the transaction commits."""
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from workspaces.models import AuditEvent, Invitation, Membership, Plan, Workspace
+from workspaces import keys
+from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, Workspace
 from workspaces.tasks import send_email
 
 
@@ -141,3 +144,72 @@ def change_role(*, actor: Membership, membership: Membership, role: str) -> None
         AuditEvent.Action.MEMBER_ROLE_CHANGED,
         f"{actor.user} changed {membership.user} from {old} to {role}",
     )
+
+
+DOMAIN_PATTERN = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def clean_domains(raw: list[str] | str) -> list[str]:
+    """Allowed domains as typed by a person: one per line or comma, `example.com` or `*.example.com`."""
+    items = raw.replace(",", "\n").splitlines() if isinstance(raw, str) else raw
+    domains: list[str] = []
+    for item in (i.strip().lower().rstrip(".") for i in items):
+        if not item:
+            continue
+        if "://" in item or "/" in item or ":" in item:
+            raise ValidationError(f"{item!r}: give a host name only, like example.com (no scheme, port or path).")
+        if not DOMAIN_PATTERN.match(item) or item.startswith("*.") and "." not in item[2:]:
+            raise ValidationError(f"{item!r} is not a host name; use example.com or *.example.com.")
+        if item not in domains:
+            domains.append(item)
+    return domains
+
+
+@transaction.atomic
+def create_api_key(*, actor, workspace: Workspace, kind: str, name: str, domains: list[str] | None = None) -> str:
+    """Create a key and return it in clear: the only time it is ever available."""
+    key = ApiKey(workspace=workspace, kind=kind, name=name.strip() or ApiKey.Kind(kind).label, created_by=actor)
+    if kind == ApiKey.Kind.PUBLISHABLE:
+        key.allowed_domains = clean_domains(domains or [])
+    raw = key.issue()
+    key.save()
+    _audit(workspace, actor, AuditEvent.Action.KEY_CREATED, f"{actor or 'Avtrz'} created {kind} key {key.masked}")
+    return raw
+
+
+@transaction.atomic
+def connector_publishable_key(workspace: Workspace) -> str:
+    """The publishable key AI connectors use to build durable image URLs, created on first use.
+
+    It has no domain allow-list: the URLs it is for end up in CRMs, documents and emails, which send no
+    Origin or Referer. Revoking it in the dashboard makes the next call create a fresh one."""
+    Workspace.objects.select_for_update().get(pk=workspace.pk)  # one creator at a time
+    key = workspace.api_keys.active().filter(for_connector=True).first()
+    if key is None:
+        key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
+        key.issue(key.derived_value())
+        key.save()
+        _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
+    return key.derived_value()
+
+
+@transaction.atomic
+def revoke_api_key(*, actor, key: ApiKey) -> None:
+    """Revoke at once: the cached context is dropped as soon as the revocation is committed."""
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    _audit(key.workspace, actor, AuditEvent.Action.KEY_REVOKED, f"{actor} revoked key {key.masked}")
+    transaction.on_commit(lambda: keys.forget_key(key))
+
+
+@transaction.atomic
+def set_key_domains(*, actor, key: ApiKey, domains: list[str]) -> None:
+    key.allowed_domains = clean_domains(domains)
+    key.save(update_fields=["allowed_domains"])
+    _audit(
+        key.workspace,
+        actor,
+        AuditEvent.Action.KEY_DOMAINS_CHANGED,
+        f"{actor} set the domains of {key.masked} to {', '.join(key.allowed_domains) or 'any'}",
+    )
+    transaction.on_commit(lambda: keys.forget_key(key))

@@ -1,0 +1,163 @@
+"""AI connections: what the consent screen creates, the dashboard lists and revokes, and the MCP
+server resolves a bearer token to.
+
+Multi-model writes run in one transaction each, with their audit row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from oauth2_provider.models import (
+    AbstractApplication,
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
+
+from accounts.models import Connection, ConnectionLink, User
+from accounts.oauth import mcp_resource_url
+from workspaces.models import AuditEvent, Membership, Workspace
+
+
+AccessToken = get_access_token_model()
+Application = get_application_model()
+Grant = get_grant_model()
+RefreshToken = get_refresh_token_model()
+
+
+def _audit(connection: Connection, actor: User, action: str, verb: str) -> None:
+    AuditEvent.objects.create(
+        workspace=connection.workspace,
+        actor=actor,
+        action=action,
+        summary=f"{actor} {verb} {connection.application} for {connection.user}",
+        data={"connection": str(connection.uid), "client_id": connection.application.client_id},
+    )
+
+
+@transaction.atomic
+def record_consent(*, grant: Grant, workspace: Workspace) -> Connection:
+    """Bind a freshly issued authorization code to the user's connection for ``workspace``.
+
+    The first consent for a (user, client, workspace) creates the connection; a later one
+    (re-authorizing, or reconnecting after a revocation) reactivates it with the new scopes.
+    """
+    connection, created = Connection.objects.select_for_update().get_or_create(
+        user=grant.user, application=grant.application, workspace=workspace, defaults={"scope": grant.scope}
+    )
+    reconnected = not created and connection.revoked_at is not None
+    if not created:
+        connection.scope = grant.scope
+        connection.revoked_at = None
+        connection.save(update_fields=["scope", "revoked_at"])
+    if created or reconnected:
+        _audit(connection, grant.user, AuditEvent.Action.CONNECTION_CREATED, "connected")
+    ConnectionLink.objects.create(connection=connection, grant=grant)
+    return connection
+
+
+def connection_for_grant(grant_code: str, application: AbstractApplication) -> Connection | None:
+    link = (
+        ConnectionLink.objects.select_related("connection")
+        .filter(grant__code=grant_code, grant__application=application)
+        .first()
+    )
+    return link.connection if link else None
+
+
+def link_token(connection: Connection, *, access_token=None, refresh_token=None) -> None:
+    ConnectionLink.objects.create(connection=connection, access_token=access_token, refresh_token=refresh_token)
+
+
+def _listing(queryset: QuerySet[Connection]) -> QuerySet[Connection]:
+    return queryset.active().select_related("user", "workspace", "application").order_by("-created_at")
+
+
+def list_connections(workspace: Workspace) -> QuerySet[Connection]:
+    """The workspace's active connections, newest first, for the dashboard."""
+    return _listing(Connection.objects.filter(workspace=workspace))
+
+
+def list_user_connections(user: User) -> QuerySet[Connection]:
+    """Every active connection the user made, across workspaces."""
+    return _listing(Connection.objects.filter(user=user))
+
+
+def can_revoke(actor: User, connection: Connection) -> bool:
+    """The user who connected, and the workspace's owners and admins, may revoke."""
+    if actor.pk == connection.user_id:
+        return True
+    membership = Membership.objects.filter(user=actor, workspace_id=connection.workspace_id).first()
+    return membership is not None and membership.can_manage
+
+
+@transaction.atomic
+def revoke_connection(*, actor: User, connection: Connection) -> None:
+    """Revoke a connection: its access tokens, refresh tokens and pending codes stop working at once."""
+    if not can_revoke(actor, connection):
+        raise PermissionDenied("Only the person who connected it, or a workspace owner or admin, can revoke this.")
+    connection = Connection.objects.select_for_update().get(pk=connection.pk)
+    if connection.revoked_at is not None:
+        return
+    now = timezone.now()
+    # Refresh tokens are marked revoked rather than deleted, as DOT's own revocation does, so a
+    # replay is recognised as reuse instead of looking like an unknown token.
+    RefreshToken.objects.filter(connection_link__connection=connection, revoked__isnull=True).update(
+        revoked=now, updated=now
+    )
+    AccessToken.objects.filter(connection_link__connection=connection).delete()
+    Grant.objects.filter(connection_link__connection=connection).delete()
+    connection.revoked_at = now
+    connection.save(update_fields=["revoked_at"])
+    _audit(connection, actor, AuditEvent.Action.CONNECTION_REVOKED, "revoked")
+
+
+def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | None:
+    """The access token and the workspace it acts for, if ``token`` may call the MCP server now.
+
+    None when the token is unknown, expired or revoked, was issued for another resource, or its
+    user is no longer active or no longer a member of the workspace. Two queries; plain sync
+    code, so async callers wrap it in ``sync_to_async``.
+    """
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    access_token = (
+        AccessToken.objects.select_related("user", "application", "connection_link__connection__workspace__plan")
+        .filter(
+            token_checksum=checksum,
+            connection_link__isnull=False,
+            connection_link__connection__revoked_at__isnull=True,
+        )
+        .first()
+    )
+    if access_token is None or access_token.is_expired() or mcp_resource_url() not in access_token.resource:
+        return None
+    connection = access_token.connection_link.connection
+    if not access_token.user.is_active:
+        return None
+    if not Membership.objects.filter(user_id=access_token.user_id, workspace_id=connection.workspace_id).exists():
+        return None
+    return access_token, connection.workspace
+
+
+def clear_abandoned_registrations(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete dynamically registered clients nobody ever authorized, once ``older_than`` has passed.
+
+    Clients such as Claude register afresh for every connection attempt, so abandoned attempts
+    pile up. A client with a connection, even a revoked one, is history and is kept.
+    Returns how many were deleted.
+    """
+    abandoned = Application.objects.filter(
+        registration_source=Application.RegistrationSource.DCR,
+        created__lt=timezone.now() - older_than,
+        avtrz_connections__isnull=True,
+        grant__isnull=True,
+    )
+    _total, by_model = abandoned.delete()
+    return by_model.get(Application._meta.label, 0)

@@ -1,0 +1,72 @@
+"""The cached view of a profile that the request path answers from (see `avtrz.hotcache`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from avtrz import hotcache
+from avtrz.avatars.models import AvatarImage, Profile
+
+
+CARD_TTL = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Card:
+    handle: str
+    status: str
+    name: str = ""
+    # {"webp": {"32": "<sha256>", ...}, "png": {...}} of the current image; empty when none.
+    renditions: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.status == Profile.Status.RESOLVED and bool(self.renditions)
+
+    @property
+    def label(self) -> str:
+        """What the monogram fallback is drawn from."""
+        return self.name or self.handle
+
+    def rendition(self, size: int, fmt: str) -> str | None:
+        return self.renditions.get(fmt, {}).get(str(size))
+
+
+def card_key(handle: str) -> str:
+    return f"card:{handle}"
+
+
+def cached_card(handle: str) -> Card | None:
+    return hotcache.get(card_key(handle))
+
+
+def card_for(profile: Profile, image: AvatarImage | None) -> Card:
+    return Card(
+        handle=profile.handle,
+        status=profile.status,
+        name=profile.name,
+        renditions=image.renditions if image and profile.status == Profile.Status.RESOLVED else {},
+    )
+
+
+def remember(card: Card) -> Card:
+    hotcache.set(card_key(card.handle), card, CARD_TTL)
+    return card
+
+
+def load_card(handle: str) -> Card | None:
+    """The card from the cache, else from the directory (then cached); None for an unknown handle."""
+    card = cached_card(handle)
+    if card is not None:
+        return card
+    profile = Profile.objects.select_related("current_image").filter(handle=handle).first()
+    if profile is None:
+        return None
+    return remember(card_for(profile, profile.current_image))
+
+
+def image_url(content_hash: str, fmt: str) -> str:
+    """The durable, immutable URL of one stored rendition."""
+    return f"{settings.AVTRZ_IMAGE_BASE_URL}{content_hash}.{fmt}"

@@ -1,0 +1,180 @@
+"""Enrichment: fetch a public profile, read its fields and photo, crop and store the avatar.
+
+Runs in a Celery task (in-process on the embedded default). Every fetch goes through `safe_http`
+with strict timeouts, size caps and host allow-lists; LinkedIn's anti-bot answers mark the profile
+*blocked* and schedule a retry with backoff, they never turn into "no photo".
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from avtrz.avatars import imaging, linkedin, safe_http
+from avtrz.avatars.cards import card_for, remember
+from avtrz.avatars.models import AvatarImage, Profile
+
+
+log = logging.getLogger(__name__)
+
+PAGE_MAX_BYTES = 3 * 1024 * 1024
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+NOT_FOUND_RECHECK = timedelta(days=30)
+BACKOFF_START = timedelta(minutes=5)
+BACKOFF_MAX = timedelta(days=1)
+USER_AGENT = "AvtrzBot/1.0 (+https://avtrz.dev/bot)"
+
+
+def profile_page_url(handle: str) -> str:
+    return f"{settings.LINKEDIN_BASE_URL}/in/{quote(handle, safe='')}/"
+
+
+def _fetch(url: str, *, allowed_hosts: list[str] | None, max_bytes: int, accept: str) -> safe_http.FetchResult:
+    return safe_http.fetch(
+        url,
+        allowed_hosts=allowed_hosts,
+        allow_private_hosts=settings.AVTRZ_FETCH_ALLOW_PRIVATE,
+        max_bytes=max_bytes,
+        connect_timeout=settings.AVTRZ_FETCH_CONNECT_TIMEOUT_S,
+        read_timeout=settings.AVTRZ_FETCH_READ_TIMEOUT_S,
+        accept=accept,
+        user_agent=USER_AGENT,
+    )
+
+
+def enrich(handle: str) -> Profile:
+    """Check one profile against the source and bring the directory and the cache up to date."""
+    profile, _ = Profile.objects.get_or_create(handle=handle)
+    page_url = profile_page_url(handle)
+    try:
+        page = _fetch(page_url, allowed_hosts=[settings.LINKEDIN_HOST], max_bytes=PAGE_MAX_BYTES, accept="text/html")
+    except safe_http.FetchError as exc:
+        log.warning("profile fetch failed for %s: %s", handle, exc)
+        return _retry_later(profile, "error")
+    html = page.body.decode("utf-8", errors="replace")
+    outcome = linkedin.classify_response(page.status, html, page.final_url)
+    if outcome == linkedin.Outcome.NOT_FOUND:
+        return _finish(profile, Profile.Status.NOT_FOUND, next_check=timezone.now() + NOT_FOUND_RECHECK)
+    if outcome != linkedin.Outcome.OK:
+        return _retry_later(profile, outcome)
+
+    parsed = linkedin.parse_profile_page(html, page.final_url)
+    for field in ("name", "headline", "summary", "industry", "location"):
+        setattr(profile, field, (getattr(parsed, field) or "")[: Profile._meta.get_field(field).max_length or None])
+    profile.open_to_work = parsed.open_to_work
+    if parsed.photo_url:
+        photo_url = linkedin.upgrade_photo_url(parsed.photo_url)
+        version = linkedin.photo_version(photo_url)
+        if version != profile.photo_version or profile.current_image is None:
+            try:
+                profile.current_image = _store_photo(profile, photo_url, version)
+            except (safe_http.FetchError, imaging.ImageError) as exc:
+                log.warning("photo of %s not stored: %s", handle, exc)
+                return _retry_later(profile, "error")
+        profile.source_photo_url = photo_url
+        profile.photo_version = version
+        profile.photo_expires_at = linkedin.photo_expiry(photo_url)
+    return _finish(profile, Profile.Status.RESOLVED, next_check=_next_refresh(profile))
+
+
+def _store_photo(profile: Profile, url: str, version: str) -> AvatarImage:
+    return store_image(profile, fetch_photo(url), version)
+
+
+def fetch_photo(url: str) -> bytes:
+    """Download a photo from an allowed photo host, size-capped."""
+    photo = _fetch(url, allowed_hosts=settings.AVTRZ_PHOTO_HOSTS, max_bytes=PHOTO_MAX_BYTES, accept="image/*")
+    if photo.status != 200:
+        raise safe_http.FetchFailed(f"photo answered HTTP {photo.status}")
+    return photo.body
+
+
+def store_image(profile: Profile, data: bytes, version: str) -> AvatarImage:
+    """Decode, face-crop and encode a photo, storing each rendition under its content hash.
+
+    Idempotent: a re-delivered task finds the image of this photo version and adds nothing."""
+    source_hash = imaging.content_hash(data)
+    existing = AvatarImage.objects.filter(profile=profile, photo_version=version, source_hash=source_hash).first()
+    if existing:
+        return existing
+    image = imaging.decode_image(data)
+    face = imaging.detect_face(image)
+    formats = ("webp", "png") if image.format == "PNG" else ("webp",)
+    renditions = imaging.render_avatar(image, box=imaging.square_crop_box(*image.size, face), formats=formats)
+    _save_blob(f"sources/{source_hash}", data)
+    names: dict[str, dict[str, str]] = {}
+    for (size, fmt), blob in renditions.items():
+        digest = imaging.content_hash(blob)
+        _save_blob(f"avatars/{digest}.{fmt}", blob)
+        names.setdefault(fmt, {})[str(size)] = digest
+    try:
+        with transaction.atomic():
+            return AvatarImage.objects.create(
+                profile=profile,
+                photo_version=version,
+                source_hash=source_hash,
+                source_format=(image.format or "").lower(),
+                face_detected=face is not None,
+                renditions=names,
+            )
+    except IntegrityError:  # a concurrent delivery of the same task stored it first
+        return AvatarImage.objects.get(profile=profile, photo_version=version, source_hash=source_hash)
+
+
+def _save_blob(name: str, data: bytes) -> None:
+    if not default_storage.exists(name):
+        default_storage.save(name, ContentFile(data))
+
+
+def add_png_renditions(image: AvatarImage) -> AvatarImage:
+    """PNG renditions of a photo first stored as WEBP only, made from the kept source photo."""
+    if image.renditions.get("png"):
+        return image
+    with default_storage.open(f"sources/{image.source_hash}") as source:
+        decoded = imaging.decode_image(source.read())
+    box = imaging.square_crop_box(*decoded.size, imaging.detect_face(decoded))
+    png = {}
+    for (size, _fmt), blob in imaging.render_avatar(decoded, box=box, formats=("png",)).items():
+        digest = imaging.content_hash(blob)
+        _save_blob(f"avatars/{digest}.png", blob)
+        png[str(size)] = digest
+    image.renditions = {**image.renditions, "png": png}
+    image.save(update_fields=["renditions"])
+    profile = image.profile
+    if profile.current_image_id == image.pk:
+        remember(card_for(profile, image))
+    return image
+
+
+def _next_refresh(profile: Profile):
+    """Before the source photo URL expires, and at least every AVTRZ_STALE_AFTER_DAYS."""
+    stale = timezone.now() + timedelta(days=settings.AVTRZ_STALE_AFTER_DAYS)
+    if profile.photo_expires_at:
+        return min(stale, max(timezone.now() + BACKOFF_START, profile.photo_expires_at - timedelta(days=1)))
+    return stale
+
+
+def _retry_later(profile: Profile, reason: str) -> Profile:
+    """Blocked or failed: keep what we had and try again later, backing off exponentially."""
+    profile.failures = min(profile.failures + 1, 30)
+    delay = min(BACKOFF_START * 2 ** (profile.failures - 1), BACKOFF_MAX)
+    status = profile.status if profile.current_image_id else Profile.Status.BLOCKED
+    log.info("profile %s %s; next try in %s", profile.handle, reason, delay)
+    return _finish(profile, status, next_check=timezone.now() + delay, failures=profile.failures)
+
+
+def _finish(profile: Profile, status: str, *, next_check, failures: int = 0) -> Profile:
+    profile.status = status
+    profile.failures = failures
+    profile.next_check_at = next_check
+    profile.checked_at = timezone.now()
+    profile.save()
+    remember(card_for(profile, profile.current_image))
+    return profile

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Profile(models.Model):
+    """One LinkedIn profile in the directory, keyed by its canonical handle."""
+
+    class Status(models.TextChoices):
+        RESOLVED = "resolved", "Resolved"
+        ENRICHING = "enriching", "Enriching"
+        NOT_FOUND = "not_found", "Not found"
+        # LinkedIn refused to answer (HTTP 999/429, a login wall): try again later, it is not "no photo".
+        BLOCKED = "blocked", "Blocked, retrying"
+
+    handle = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENRICHING, db_index=True)
+    name = models.CharField(max_length=200, blank=True)
+    headline = models.CharField(max_length=300, blank=True)
+    summary = models.TextField(blank=True)
+    industry = models.CharField(max_length=200, blank=True)
+    location = models.CharField(max_length=200, blank=True)
+    open_to_work = models.BooleanField(null=True)
+    source_photo_url = models.TextField(blank=True)
+    photo_version = models.CharField(max_length=200, blank=True)
+    photo_expires_at = models.DateTimeField(null=True, blank=True)
+    current_image = models.ForeignKey("AvatarImage", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    failures = models.PositiveSmallIntegerField(default=0, help_text="Consecutive blocked or failed checks.")
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["handle"]
+
+    def __str__(self) -> str:
+        return self.handle
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.handle
+
+
+class AvatarImage(models.Model):
+    """The renditions of one photo version of a profile, stored by content hash and kept forever,
+    so every durable URL ever handed out keeps working after the photo changes."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="images")
+    photo_version = models.CharField(max_length=200)
+    source_hash = models.CharField(max_length=64, help_text="SHA-256 of the downloaded photo.")
+    source_format = models.CharField(max_length=8)
+    face_detected = models.BooleanField(default=False)
+    # {"webp": {"32": "<sha256>", ...}, "png": {...}}: each rendition is stored as <sha256>.<format>.
+    renditions = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "photo_version", "source_hash"], name="one_image_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile.handle} {self.photo_version[:12]}"
+
+    def rendition(self, size: int, fmt: str) -> str | None:
+        """The content hash of one rendition, None when that format was not made."""
+        return self.renditions.get(fmt, {}).get(str(size))

@@ -1,0 +1,177 @@
+"""The OpenAPI 3.1 description of the public `/v1/*` API, served at `/v1/openapi.json`."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from avtrz.avatars.api import DEFAULT_SIZE, SIZES
+
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_response(description: str, *, retry_after: bool = False) -> dict:
+    response = {
+        "description": description,
+        "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
+        "content": {
+            "application/json": {"schema": ERROR},
+            "image/svg+xml": {"schema": {"type": "string"}, "description": "When the request prefers an image."},
+        },
+    }
+    if retry_after:
+        response["headers"]["Retry-After"] = {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+    return response
+
+
+def openapi_document() -> dict:
+    profile_params = [
+        {
+            "name": "key",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "A publishable key (pk_live_…). Secret keys go in x-api-key, never here.",
+        },
+        {
+            "name": "x-api-key",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "A secret or publishable key.",
+        },
+        {
+            "name": "linkedin_url",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "A LinkedIn profile URL, with or without scheme. Exactly one of linkedin_url and username.",
+        },
+        {
+            "name": "username",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "The LinkedIn handle (the part after /in/).",
+        },
+        {"name": "size", "in": "query", "schema": {"type": "integer", "enum": list(SIZES), "default": DEFAULT_SIZE}},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["webp", "png"], "default": "webp"}},
+        {"name": "refresh", "in": "query", "schema": {"type": "string"}, "description": "Accepted and ignored."},
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Avtrz API",
+            "version": "1.0.0",
+            "description": "Durable, face-cropped profile photos from a LinkedIn profile URL or username.",
+        },
+        "servers": [{"url": settings.PUBLIC_BASE_URL}],
+        "paths": {
+            "/v1/avatar": {
+                "get": {
+                    "operationId": "getAvatar",
+                    "summary": "Redirect to the profile's durable, face-cropped photo",
+                    "parameters": profile_params,
+                    "responses": {
+                        "302": {
+                            "description": "The profile has a photo: Location is its durable, immutable URL.",
+                            "headers": {
+                                "Location": {"schema": {"type": "string", "format": "uri"}},
+                                "ETag": {"schema": {"type": "string"}},
+                                "Cache-Control": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "304": {"description": "If-None-Match matches the current image. Not billed."},
+                        "200": {
+                            "description": "No photo (unknown profile, or still enriching): an SVG monogram.",
+                            "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
+                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                        },
+                        "400": _error_response("Bad parameters."),
+                        "401": _error_response(
+                            "Missing, invalid or revoked key; domain not allowed; secret key in the URL."
+                        ),
+                        "402": _error_response("The workspace's monthly quota is spent."),
+                        "429": _error_response("The workspace's rate limit was exceeded.", retry_after=True),
+                    },
+                }
+            },
+            "/v1/usage": {
+                "get": {
+                    "operationId": "getUsage",
+                    "summary": "The workspace's current cycle: meters, limits and reset date",
+                    "parameters": [
+                        {"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Usage.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}},
+                        },
+                        "401": {
+                            "description": "Missing or invalid key, or not a secret key.",
+                            "content": {"application/json": {"schema": ERROR}},
+                        },
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {
+                                    "type": "string",
+                                    "enum": [
+                                        "invalid_request",
+                                        "missing_key",
+                                        "invalid_key",
+                                        "secret_key_in_query",
+                                        "secret_key_required",
+                                        "domain_not_allowed",
+                                        "quota_exceeded",
+                                        "rate_limited",
+                                    ],
+                                },
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+                "Meter": {
+                    "type": "object",
+                    "required": ["used", "limit"],
+                    "properties": {
+                        "used": {"type": "integer", "minimum": 0},
+                        "limit": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "Usage": {
+                    "type": "object",
+                    "required": ["workspace", "plan", "period", "meters"],
+                    "properties": {
+                        "workspace": {"type": "string"},
+                        "plan": {"type": "string"},
+                        "period": {
+                            "type": "object",
+                            "required": ["starts_at", "resets_at"],
+                            "properties": {
+                                "starts_at": {"type": "string", "format": "date-time"},
+                                "resets_at": {"type": "string", "format": "date-time"},
+                            },
+                        },
+                        "meters": {
+                            "type": "object",
+                            "required": ["avatar_requests", "avatar_new_profiles"],
+                            "properties": {
+                                "avatar_requests": {"$ref": "#/components/schemas/Meter"},
+                                "avatar_new_profiles": {"$ref": "#/components/schemas/Meter"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    }

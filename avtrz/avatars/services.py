@@ -1,0 +1,114 @@
+"""The avatar pipeline as the API and the MCP tools both use it: one set of rules, one meter.
+
+`lookup` answers "what do we have for this handle", starting enrichment for a profile never seen
+and waiting a short budget for it. `meter_lookup` counts the request against the workspace's rate
+limit and quotas, including `avatar_new_profiles` the first time a workspace asks for a profile in
+a cycle. With `cached_only=True` both refuse to touch the database (raising `NeedsDatabase`), which
+is how the ASGI fast path answers cache hits without a query.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from avtrz import hotcache
+from avtrz.avatars import tasks
+from avtrz.avatars.cards import Card, cached_card, load_card, remember
+from avtrz.avatars.models import Profile
+from workspaces import usage
+
+
+POLL_INTERVAL_S = 0.1
+SEEN_TTL = 40 * 24 * 3600
+
+
+class NeedsDatabase(Exception):
+    """The cache alone cannot answer; the caller must take the full path."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # "rate_limited" or "quota_exceeded"
+    message: str
+    retry_after: int = 0
+
+
+def lookup(handle: str, *, wait_s: float, cached_only: bool = False) -> Card:
+    """The profile's card; an unknown handle starts enrichment and waits up to `wait_s` for it."""
+    card = cached_card(handle)
+    if cached_only:
+        if card is None or card.status == Profile.Status.ENRICHING:
+            raise NeedsDatabase
+        return card
+    card = card or load_card(handle) or request_enrichment(handle)
+    if card.status == Profile.Status.ENRICHING and wait_s > 0:
+        card = _wait_for(handle, card, wait_s)
+    return card
+
+
+def request_enrichment(handle: str) -> Card:
+    """Add the handle to the directory as `enriching` and queue its enrichment once committed."""
+    try:
+        with transaction.atomic():
+            profile = Profile.objects.create(handle=handle, status=Profile.Status.ENRICHING)
+            transaction.on_commit(lambda: tasks.enrich_profile.delay(handle))
+    except IntegrityError:  # a concurrent request added it first and queued the work
+        return load_card(handle)
+    return cached_card(handle) or remember(Card(handle=handle, status=profile.status))
+
+
+def _wait_for(handle: str, card: Card, wait_s: float) -> Card:
+    deadline = time.monotonic() + wait_s
+    while card.status == Profile.Status.ENRICHING and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+        card = cached_card(handle) or card
+    return card
+
+
+def _seen_key(meter: usage.Meter, handle: str) -> str:
+    return f"seen:{meter.period_id}:{handle}"
+
+
+def meter_lookup(
+    meter: usage.Meter, handle: str, *, key_id: int | None = None, cached_only: bool = False
+) -> Refusal | None:
+    """Count one lookup of `handle` for the workspace, or say why it is refused.
+
+    A profile new to the workspace this cycle is counted first (in the database, where the count is
+    its own quota check), so the request counter only ever goes up; if the request is then refused,
+    the new-profile count is taken back."""
+    seen_key = _seen_key(meter, handle)
+    seen = hotcache.get(seen_key) is not None
+    if cached_only and not seen:
+        raise NeedsDatabase
+    counted = False
+    if not seen:
+        counted = usage.count_new_profile(meter.period_id, handle)
+        if counted is None:
+            return _quota_refusal(meter, "new profiles", meter.new_profiles_limit)
+    admission = usage.admit(meter, key_id=key_id)
+    if not admission.allowed:
+        if counted:
+            usage.uncount_new_profile(meter.period_id, handle)
+        if admission.reason == "rate_limited":
+            return Refusal(
+                "rate_limited",
+                f"Rate limit of {meter.requests_per_second} requests per second exceeded. Retry in "
+                f"{admission.retry_after} s.",
+                admission.retry_after,
+            )
+        return _quota_refusal(meter, "requests", meter.requests_limit)
+    if not seen:
+        hotcache.set(seen_key, 1, SEEN_TTL)
+    return None
+
+
+def _quota_refusal(meter: usage.Meter, what: str, limit: int) -> Refusal:
+    return Refusal(
+        "quota_exceeded",
+        f"Quota exceeded for this workspace: {limit} {what} a month on the {meter.plan_name} plan. "
+        f"It resets on {meter.resets_at:%Y-%m-%d %H:%M} UTC; upgrade the plan for more.",
+    )

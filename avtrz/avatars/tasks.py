@@ -1,0 +1,14 @@
+from celery import shared_task
+
+from avtrz.avatars import enrichment, refresh
+
+
+@shared_task(acks_late=True)
+def enrich_profile(handle: str) -> None:
+    """Idempotent: a re-delivered or duplicate task finds the stored image and adds nothing."""
+    enrichment.enrich(handle)
+
+
+@shared_task
+def refresh_due_profiles() -> int:
+    return refresh.queue_due_profiles()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import re
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.views.decorators.http import require_safe
+
+from avtrz.avatars import api
+from avtrz.avatars.openapi import openapi_document
+from workspaces import usage
+from workspaces.models import ApiKey
+
+
+IMAGE_NAME = re.compile(r"^[0-9a-f]{64}\.(webp|png)$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@require_safe
+def avatar(request: HttpRequest) -> HttpResponse:
+    """`GET /v1/avatar`: what the ASGI fast path could not answer from the cache alone."""
+    result = api.answer(api.parse(request.GET, request.headers, method=request.method))
+    response = HttpResponse(result.body, status=result.status)
+    for name, value in result.headers:
+        response[name] = value
+    return response
+
+
+@require_safe
+def image(request: HttpRequest, name: str) -> HttpResponse:
+    """A stored rendition by content hash: immutable, so it may be cached forever anywhere."""
+    if not IMAGE_NAME.match(name):
+        raise Http404
+    etag = f'"{name.split(".")[0]}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponseNotModified()
+    else:
+        try:
+            blob = default_storage.open(f"avatars/{name}")
+        except FileNotFoundError:
+            raise Http404 from None
+        response = FileResponse(blob, content_type=f"image/{name.rsplit('.', 1)[1]}")
+    response["ETag"] = etag
+    response["Cache-Control"] = IMMUTABLE
+    return response
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": code, "message": message}}, status=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+@require_safe
+def usage_view(request: HttpRequest) -> JsonResponse:
+    """`GET /v1/usage`: the workspace's current cycle, for secret keys only."""
+    raw = request.headers.get("x-api-key", "")
+    if not raw:
+        if request.GET.get("key", "").startswith("sk_"):
+            return _error(401, "secret_key_in_query", "Send secret keys in the x-api-key header, never in the URL.")
+        return _error(401, "missing_key", "Send a secret key in the x-api-key header.")
+    key = ApiKey.objects.for_key(raw)
+    if key is None:
+        return _error(401, "invalid_key", "This API key is not valid or was revoked.")
+    if key.kind != ApiKey.Kind.SECRET:
+        return _error(401, "secret_key_required", "Usage can only be read with a secret key (sk_live_…).")
+    meter = usage.meter_for(key.workspace)
+    used = usage.requests_used(meter)
+    period = key.workspace.usage_periods.get(pk=meter.period_id)
+    return JsonResponse(
+        {
+            "workspace": key.workspace.slug,
+            "plan": meter.plan_name,
+            "period": {"starts_at": period.starts_at.isoformat(), "resets_at": period.ends_at.isoformat()},
+            "meters": {
+                "avatar_requests": {"used": used, "limit": meter.requests_limit},
+                "avatar_new_profiles": {"used": period.avatar_new_profiles, "limit": meter.new_profiles_limit},
+            },
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@require_safe
+def openapi(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(openapi_document(), json_dumps_params={"indent": 2})

@@ -1,0 +1,214 @@
+"""What the MCP tools do, in plain synchronous Django: translate arguments to the avatar engine's
+calls (the same ones `GET /v1/avatar` makes, with the same meter) and its answers to tool results.
+
+Every function returns the structured content and the content blocks of a result, or raises
+`ToolFailure` with a message meant for the model and the user.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.cache import cache
+from mcp_types import ContentBlock, ImageContent, TextContent
+
+from avtrz.avatars.api import DEFAULT_SIZE, SIZES
+from avtrz.avatars.cards import Card
+from avtrz.avatars.models import Profile
+from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input, profile_url
+from avtrz.avatars.services import Refusal, lookup, meter_lookup
+from mcpserver import images
+from workspaces import keys
+from workspaces.models import Workspace
+from workspaces.services import connector_publishable_key
+from workspaces.usage import Meter, meter_for
+
+
+logger = logging.getLogger(__name__)
+
+# The connector key's clear value, so a call finds its cached key context without a query.
+# It is a publishable key: it is meant to appear in URLs.
+KEY_CACHE_TTL = 3600
+
+
+class ToolFailure(Exception):
+    """A tool call that cannot be answered; ``str(exc)`` is shown to the model."""
+
+
+@dataclass(frozen=True)
+class Connector:
+    """The workspace's AI-connector key (None if it cannot be had) and the meter calls count on."""
+
+    key: str | None
+    key_id: int | None
+    meter: Meter
+
+
+@dataclass(frozen=True)
+class Result:
+    structured: dict[str, Any]
+    content: list[ContentBlock]
+
+
+def connector(workspace: Workspace) -> Connector:
+    cache_key = f"mcp:connector-key:{workspace.pk}"
+    raw = cache.get(cache_key)
+    context = keys.load_context(raw) if raw else None
+    if context is None:  # first use, or the key was revoked in the dashboard
+        try:
+            raw = connector_publishable_key(workspace)
+        except Exception:
+            # The lookup itself can still be answered, just without a durable URL.
+            logger.exception("No AI connector key for workspace %s", workspace.pk)
+            return Connector(key=None, key_id=None, meter=meter_for(workspace))
+        cache.set(cache_key, raw, KEY_CACHE_TTL)
+        context = keys.load_context(raw)
+    return Connector(key=raw, key_id=context.key_id, meter=context.meter)
+
+
+def avatar_url(key: str, handle: str, size: int) -> str:
+    """The durable image URL: `/v1/avatar` with the connector key, which redirects to the current photo."""
+    query = urlencode({"key": key, "linkedin_url": profile_url(handle), "size": size})
+    return f"{settings.PUBLIC_BASE_URL}/v1/avatar?{query}"
+
+
+def profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str | None, size: int) -> Result:
+    handle, card, key = _look_up(workspace, linkedin_url, username)
+    status = _status(card)
+    structured: dict[str, Any] = {
+        "status": status,
+        "handle": handle,
+        "profileUrl": profile_url(handle),
+        "name": card.name,
+        "size": size,
+    }
+    if key:
+        structured["imageUrl"] = avatar_url(key, handle, size)
+    if card.is_resolved:
+        image = ImageContent(
+            type="image", data=_b64(images.rendition(card.rendition(size, "webp"), "webp")), mime_type="image/webp"
+        )
+    else:
+        image = ImageContent(type="image", data=_b64(images.monogram_png(card.label, size)), mime_type="image/png")
+    structured["mimeType"] = image.mime_type
+    return Result(structured, [TextContent(type="text", text=_avatar_text(structured, card)), image])
+
+
+def profile(workspace: Workspace, linkedin_url: str | None, username: str | None) -> Result:
+    handle, card, key = _look_up(workspace, linkedin_url, username)
+    status = _status(card)
+    found = Profile.objects.filter(handle=handle).first() if status != "not_found" else None
+    structured: dict[str, Any] = {
+        "status": status,
+        "handle": handle,
+        "profileUrl": profile_url(handle),
+        "name": found.name if found else "",
+        "headline": found.headline if found else "",
+        "summary": found.summary if found else "",
+        "industry": found.industry if found else "",
+        "location": found.location if found else "",
+        "openToWork": found.open_to_work if found else None,
+    }
+    if key and status != "not_found":
+        structured["pictureUrl"] = avatar_url(key, handle, 256)
+    return Result(structured, [TextContent(type="text", text=_profile_markdown(structured))])
+
+
+def publishable_key(workspace: Workspace) -> Result:
+    key = connector(workspace).key
+    if key is None:
+        raise ToolFailure("The workspace's publishable key is not available right now; try again shortly.")
+    base = f"{settings.PUBLIC_BASE_URL}/v1/avatar?key={key}"
+    structured = {
+        "workspace": workspace.name,
+        "publishableKey": key,
+        "urlTemplate": f"{base}&linkedin_url={{linkedin_url}}&size={{size}}",
+        "usernameUrlTemplate": f"{base}&username={{username}}&size={{size}}",
+        "sizes": list(SIZES),
+        "defaultSize": DEFAULT_SIZE,
+    }
+    text = (
+        f"Publishable key of the {workspace.name} workspace: {key}\n"
+        f"Durable avatar URL: {structured['urlTemplate']}\n"
+        f"or by username: {structured['usernameUrlTemplate']}\n"
+        "URL-encode the LinkedIn profile URL when you substitute it. "
+        f"Sizes: {', '.join(map(str, SIZES))} (default {DEFAULT_SIZE}). The URL redirects to the current photo, "
+        "or shows initials until one is found; each load counts as one request of the workspace."
+    )
+    return Result(structured, [TextContent(type="text", text=text)])
+
+
+def _look_up(workspace: Workspace, linkedin_url: str | None, username: str | None) -> tuple[str, Card, str | None]:
+    """Validate, meter, then look up: a refused call does no work (no enrichment, no wait)."""
+    try:
+        handle = normalize_profile_input(linkedin_url or None, username or None)
+    except InvalidProfileInput as exc:
+        raise ToolFailure(str(exc)) from None
+    found = connector(workspace)
+    refusal = meter_lookup(found.meter, handle, key_id=found.key_id)
+    if refusal:
+        raise ToolFailure(_refusal_text(refusal))
+    return handle, lookup(handle, wait_s=settings.AVTRZ_ENRICH_WAIT_S), found.key
+
+
+def _refusal_text(refusal: Refusal) -> str:
+    if refusal.code == "quota_exceeded":
+        # The meter's message starts "Quota exceeded for this workspace: …" and names the plan and reset date.
+        message = refusal.message[0].lower() + refusal.message[1:]
+        return f"Avtrz {message} The connection stays valid: no need to reconnect."
+    return refusal.message
+
+
+def _status(card: Card) -> str:
+    if card.status in (Profile.Status.ENRICHING, Profile.Status.BLOCKED):
+        return "enriching"
+    if card.status == Profile.Status.RESOLVED:
+        return "resolved"
+    return "not_found"
+
+
+def _avatar_text(structured: dict[str, Any], card: Card) -> str:
+    who = f"{structured['name']} ({structured['profileUrl']})" if structured["name"] else structured["profileUrl"]
+    url = structured.get("imageUrl")
+    if structured["status"] == "enriching":
+        text = f"Avtrz is still fetching the photo of {who}; these are placeholder initials."
+        return text + (f" The photo will appear at {url} once it is ready." if url else "")
+    if structured["status"] == "not_found":
+        text = f"No LinkedIn profile was found at {structured['profileUrl']}; these are placeholder initials."
+    elif not card.is_resolved:
+        text = f"{who} has no profile photo; these are placeholder initials."
+    else:
+        text = f"Profile photo of {who}, {structured['size']} px."
+    return text + (f" Durable image URL (for documents, CRMs, <img>): {url}" if url else "")
+
+
+def _profile_markdown(data: dict[str, Any]) -> str:
+    if data["status"] == "not_found":
+        return f"No LinkedIn profile was found at {data['profileUrl']}."
+
+    def line(text: str) -> str:
+        return " ".join(text.split())  # profile text must not break the Markdown structure
+
+    lines = [f"### {line(data['name']) or data['handle']}"]
+    if data["status"] == "enriching":
+        lines.append("_Avtrz is still fetching this profile; ask again in a few seconds for the full details._")
+    for label, field in (("Headline", "headline"), ("Industry", "industry"), ("Location", "location")):
+        if data[field]:
+            lines.append(f"- **{label}:** {line(data[field])}")
+    if data["openToWork"] is not None:
+        lines.append(f"- **Open to work:** {'yes' if data['openToWork'] else 'no'}")
+    lines.append(f"- **LinkedIn:** {data['profileUrl']}")
+    if data.get("pictureUrl"):
+        lines.append(f"- **Picture:** {data['pictureUrl']}")
+    if data["summary"]:
+        lines += ["", data["summary"].strip()]
+    return "\n".join(lines)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

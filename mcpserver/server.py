@@ -1,0 +1,178 @@
+"""The Avtrz MCP server: who it says it is, and its three read-only tools.
+
+Tools are thin: they read the bound workspace from the request, run the synchronous lookup in
+`mcpserver.lookups` in Django's sync thread, and turn a failure into an error result the model can
+read. Nothing else (no traceback, no exception text) ever reaches the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.staticfiles import finders
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from avtrz.avatars.api import SIZES
+from mcpserver import lookups
+from mcpserver.auth import bound_connection
+from workspaces.models import Workspace
+
+
+logger = logging.getLogger(__name__)
+
+NAME = "avtrz"
+VERSION = "1.0.0"
+INSTRUCTIONS = """\
+Avtrz resolves business profiles (LinkedIn) to real profile photos and public profile data.
+- get_profile_avatar: the person's photo inline, plus a durable imageUrl to paste into documents, CRMs, emails \
+or <img> tags.
+- get_profile: name, headline, summary, industry, location, open-to-work and a picture URL.
+- get_publishable_key: the workspace's publishable key and a URL template, to build many image URLs without a call each.
+Pass exactly one of linkedin_url or username. A profile Avtrz has never seen is fetched on the first request: \
+if the result says "enriching", initials are shown for now and the same URL shows the photo a few seconds later.
+Every lookup counts against the connected workspace's monthly quota."""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+Size = Literal[SIZES]  # type: ignore[valid-type]  (Literal of a tuple is Literal of its items)
+LinkedInUrl = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "Full LinkedIn profile URL, e.g. https://www.linkedin.com/in/janedoe. "
+            "Pass exactly one of linkedin_url or username.",
+        }
+    ),
+]
+Username = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "LinkedIn vanity username (the part after /in/), e.g. janedoe. "
+            "Pass exactly one of linkedin_url or username.",
+        }
+    ),
+]
+Status = Literal["resolved", "enriching", "not_found"]
+
+
+class AvatarOutput(BaseModel):
+    status: Status = Field(
+        description="resolved: the photo; enriching: initials while Avtrz fetches the profile; "
+        "not_found: no such profile, initials."
+    )
+    handle: str = Field(description="The canonical LinkedIn username.")
+    profileUrl: str = Field(description="The canonical LinkedIn profile URL.")
+    name: str = Field(description="The person's name, when known.")
+    size: int = Field(description="Width and height of the image, in pixels.")
+    mimeType: str = Field(description="Type of the inline image: image/webp for a photo, image/png for initials.")
+    imageUrl: str | None = Field(
+        default=None,
+        description="Durable Avtrz image URL (redirects to the current photo, or initials until there is one). "
+        "Absent only if the workspace's publishable key could not be had.",
+    )
+
+
+class ProfileOutput(BaseModel):
+    status: Status
+    handle: str
+    profileUrl: str
+    name: str
+    headline: str
+    summary: str
+    industry: str
+    location: str
+    openToWork: bool | None = Field(description="Whether the person says they are open to work; null if unknown.")
+    pictureUrl: str | None = Field(default=None, description="Durable Avtrz image URL of the profile photo, 256 px.")
+
+
+class KeyOutput(BaseModel):
+    workspace: str
+    publishableKey: str = Field(description="The workspace's publishable key (pk_live_…), safe to put in URLs.")
+    urlTemplate: str = Field(description="Replace {linkedin_url} (URL-encoded) and {size}.")
+    usernameUrlTemplate: str = Field(description="Replace {username} and {size}.")
+    sizes: list[int]
+    defaultSize: int
+
+
+def build_server() -> MCPServer:
+    server = MCPServer(
+        name=NAME,
+        title="Avtrz",
+        description="Real profile photos and public profile data for business profiles, by LinkedIn URL.",
+        instructions=INSTRUCTIONS,
+        website_url=settings.PUBLIC_BASE_URL,
+        icons=[_logo()],
+        version=VERSION,
+    )
+
+    @server.tool(
+        title="Get profile photo",
+        description="Fetch the avatar image for a business profile by LinkedIn URL or username. Returns the photo "
+        "as an inline image and a durable imageUrl. While the avatar is still being enriched, it returns "
+        "deterministic initials art and the URL where the final image will appear.",
+        annotations=READ_ONLY,
+    )
+    async def get_profile_avatar(
+        ctx: Context,
+        linkedin_url: LinkedInUrl = None,
+        username: Username = None,
+        size: Annotated[Size, Field(description="Square image size in pixels.")] = 256,
+    ) -> Annotated[CallToolResult, AvatarOutput]:
+        return await _call(ctx, "get_profile_avatar", lookups.profile_avatar, linkedin_url, username, size)
+
+    @server.tool(
+        title="Get profile",
+        description="Look up a business profile by LinkedIn URL or username: name, headline, summary, industry, "
+        "location, open-to-work and a durable picture URL, as data and as a Markdown block.",
+        annotations=READ_ONLY,
+    )
+    async def get_profile(
+        ctx: Context, linkedin_url: LinkedInUrl = None, username: Username = None
+    ) -> Annotated[CallToolResult, ProfileOutput]:
+        return await _call(ctx, "get_profile", lookups.profile, linkedin_url, username)
+
+    @server.tool(
+        title="Get publishable key",
+        description="The connected workspace's publishable avatar key and a URL template for durable image URLs "
+        "(<img src>, CRMs, documents), with the allowed sizes. Creates the key on first use.",
+        annotations=READ_ONLY,
+    )
+    async def get_publishable_key(ctx: Context) -> Annotated[CallToolResult, KeyOutput]:
+        return await _call(ctx, "get_publishable_key", lookups.publishable_key)
+
+    return server
+
+
+def _logo() -> Icon:
+    """The logo inline (a data: URI), so a client shows it without fetching from us, whatever the static setup."""
+    svg = Path(finders.find("img/logo.svg")).read_bytes()
+    return Icon(
+        src=f"data:image/svg+xml;base64,{base64.b64encode(svg).decode()}", mime_type="image/svg+xml", sizes=["any"]
+    )
+
+
+async def _call(ctx: Context, name: str, lookup: Callable[..., lookups.Result], *args: Any) -> CallToolResult:
+    workspace: Workspace = bound_connection(ctx.request_context.request.scope).workspace
+    try:
+        result = await sync_to_async(lookup)(workspace, *args)
+    except lookups.ToolFailure as exc:
+        return _error(str(exc))
+    except Exception:
+        logger.exception("MCP tool %s failed for workspace %s", name, workspace.pk)
+        return _error("Avtrz could not answer this request right now. Try again in a moment.")
+    return CallToolResult(content=result.content, structured_content=result.structured)
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)

@@ -1,0 +1,181 @@
+"""Enrichment against a LinkedIn-shaped HTTP server on 127.0.0.1: every branch of the source."""
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from PIL import Image
+
+from avtrz.avatars import enrichment, refresh
+from avtrz.avatars.cards import cached_card
+from avtrz.avatars.models import AvatarImage, Profile
+
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(digest: str, fmt: str = "webp") -> Image.Image:
+    with default_storage.open(f"avatars/{digest}.{fmt}") as blob:
+        return Image.open(io.BytesIO(blob.read()))
+
+
+def test_og_only_page(linkedin):
+    linkedin.profile("og-person", name="Olga Green", og_only=True, photo_url=linkedin.photo("face.jpg"))
+    profile = enrichment.enrich("og-person")
+    assert profile.status == Profile.Status.RESOLVED
+    assert profile.name == "Olga Green"
+    assert profile.current_image.face_detected
+
+
+def test_json_ld_fields_and_photo_metadata(linkedin):
+    url = linkedin.photo("face.jpg", photo_id="ABC", uploaded=1716832153410, expires=1893456000)
+    linkedin.profile(
+        "dana",
+        name="Dana Okafor",
+        photo_url=url,
+        headline="Head of Risk",
+        description="Payments and risk.",
+        industry="Financial Services",
+    )
+    profile = enrichment.enrich("dana")
+    assert (profile.name, profile.headline, profile.summary) == ("Dana Okafor", "Head of Risk", "Payments and risk.")
+    assert profile.location.startswith("Lisbon")
+    assert "shrink_800_800" in profile.source_photo_url  # the largest rendition was fetched
+    assert profile.photo_expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert "ABC" in profile.photo_version
+    # refreshed before the signed URL expires
+    assert profile.next_check_at <= profile.photo_expires_at
+    image = profile.current_image
+    assert set(image.renditions) == {"webp"}
+    for size in (32, 64, 128, 256, 512):
+        assert stored(image.rendition(size, "webp")).size == (size, size)
+    assert cached_card("dana").is_resolved
+
+
+def test_not_found(linkedin):
+    linkedin.answer("gone", 404)
+    profile = enrichment.enrich("gone")
+    assert profile.status == Profile.Status.NOT_FOUND
+    assert profile.next_check_at > timezone.now() + timedelta(days=20)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "options"),
+    [
+        (999, b"<html></html>", {}),
+        (429, b"slow down", {}),
+        (200, b"<html><head><title>Sign Up | LinkedIn</title></head><body>authwall</body></html>", {}),
+    ],
+)
+def test_anti_bot_answers_mean_blocked_and_retry_later(linkedin, status, body, options):
+    linkedin.answer("walled", status, body, **options)
+    profile = enrichment.enrich("walled")
+    assert profile.status == Profile.Status.BLOCKED
+    assert profile.failures == 1
+    first_retry = profile.next_check_at - timezone.now()
+    assert timedelta(minutes=4) < first_retry <= timedelta(minutes=5)
+    profile = enrichment.enrich("walled")
+    assert profile.next_check_at - timezone.now() > first_retry  # backs off
+
+
+def test_redirect_to_the_login_wall_is_blocked(linkedin):
+    linkedin.server.redirect("/in/redirected/", "/authwall?trk=x")
+    linkedin.server.route("/authwall", body=b"<html>Sign in</html>", headers={"Content-Type": "text/html"})
+    assert enrichment.enrich("redirected").status == Profile.Status.BLOCKED
+
+
+def test_blocked_keeps_the_photo_we_had(linkedin):
+    linkedin.profile("known", photo_url=linkedin.photo("face.jpg"))
+    first = enrichment.enrich("known")
+    linkedin.answer("known", 999)
+    again = enrichment.enrich("known")
+    assert again.status == Profile.Status.RESOLVED
+    assert again.current_image_id == first.current_image_id
+    assert again.failures == 1
+
+
+def test_a_slow_source_is_bounded_by_the_timeout(linkedin, settings):
+    settings.AVTRZ_FETCH_READ_TIMEOUT_S = 0.3
+    linkedin.answer("slow", 200, b"<html></html>", delay=2.0)
+    started = timezone.now()
+    assert enrichment.enrich("slow").status == Profile.Status.BLOCKED
+    assert (timezone.now() - started).total_seconds() < 1.5
+
+
+def test_huge_photo_is_refused_not_stored(linkedin, monkeypatch):
+    monkeypatch.setattr(enrichment, "PHOTO_MAX_BYTES", 10_000)
+    linkedin.profile("big", photo_url=linkedin.photo("face.jpg"))
+    profile = enrichment.enrich("big")
+    assert profile.current_image is None
+    assert profile.status == Profile.Status.BLOCKED  # retried later, never "no photo"
+
+
+def test_a_non_image_photo_is_refused(linkedin):
+    linkedin.profile("weird", photo_url=linkedin.photo("not_an_image.jpg"))
+    profile = enrichment.enrich("weird")
+    assert profile.current_image is None and not AvatarImage.objects.exists()
+
+
+def test_photo_from_a_host_outside_the_allow_list_is_not_fetched(linkedin, settings):
+    settings.AVTRZ_PHOTO_HOSTS = ["media.licdn.com"]
+    linkedin.profile("elsewhere", photo_url=linkedin.photo("face.jpg"))
+    assert enrichment.enrich("elsewhere").current_image is None
+    assert not any("shrink_800_800" in r.path for r in linkedin.server.requests)
+
+
+def test_png_with_alpha_gets_png_renditions_with_alpha(linkedin):
+    linkedin.profile("transparent", photo_url=linkedin.photo("alpha.png", content_type="image/png"))
+    image = enrichment.enrich("transparent").current_image
+    assert set(image.renditions) == {"webp", "png"}
+    assert stored(image.rendition(128, "png"), "png").mode == "RGBA"
+
+
+def test_off_centre_face_stays_inside_the_square(linkedin):
+    linkedin.profile("offcentre", photo_url=linkedin.photo("face_offcentre.jpg"))
+    image = enrichment.enrich("offcentre").current_image
+    assert image.face_detected
+    # The crop followed the face to the right edge: a centre crop of this canvas shows mostly background.
+    from avtrz.avatars import imaging
+
+    with default_storage.open(f"sources/{image.source_hash}") as source:
+        decoded = imaging.decode_image(source.read())
+    face = imaging.detect_face(decoded)
+    left, top, right, bottom = imaging.square_crop_box(*decoded.size, face)
+    x, y, w, h = face
+    assert left <= x and x + w <= right and top <= y and y + h <= bottom
+    assert left > (decoded.width - (right - left)) // 2  # moved off centre, towards the face
+
+
+def test_a_changed_photo_is_re_encoded_and_the_old_url_keeps_working(linkedin, client):
+    linkedin.profile("changer", photo_url=linkedin.photo("face.jpg", photo_id="OLD", uploaded=1))
+    old = enrichment.enrich("changer").current_image
+    old_digest = old.rendition(128, "webp")
+
+    # Same photo version again: nothing re-encoded.
+    assert enrichment.enrich("changer").current_image_id == old.pk
+
+    linkedin.profile("changer", photo_url=linkedin.photo("face_offcentre.jpg", photo_id="NEW", uploaded=2))
+    new = enrichment.enrich("changer").current_image
+    assert new.pk != old.pk and new.rendition(128, "webp") != old_digest
+    assert cached_card("changer").rendition(128, "webp") == new.rendition(128, "webp")
+    assert client.get(f"/img/{old_digest}.webp").status_code == 200
+
+
+def test_duplicate_deliveries_store_one_image(linkedin):
+    linkedin.profile("twice", photo_url=linkedin.photo("face.jpg"))
+    enrichment.enrich("twice")
+    Profile.objects.filter(handle="twice").update(photo_version="")  # as if the first run had not finished
+    enrichment.enrich("twice")
+    assert AvatarImage.objects.filter(profile__handle="twice").count() == 1
+
+
+def test_refresh_queues_due_profiles_once(linkedin, django_capture_on_commit_callbacks):
+    linkedin.profile("due", photo_url=linkedin.photo("face.jpg"))
+    profile = enrichment.enrich("due")
+    Profile.objects.filter(pk=profile.pk).update(next_check_at=timezone.now() - timedelta(minutes=1))
+    linkedin.profile("due", name="Renamed Person", photo_url=linkedin.photo("face.jpg"))
+    assert refresh.queue_due_profiles() == 1  # eager: enriched right away
+    assert Profile.objects.get(pk=profile.pk).name == "Renamed Person"
+    assert refresh.queue_due_profiles() == 0

@@ -1,0 +1,105 @@
+"""The MCP endpoint's door: RFC 9728 discovery, the 401 challenges, revocation and expiry, CORS."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+
+from accounts.connections import revoke_connection
+from accounts.models import Connection
+from accounts.oauth import issuer, mcp_resource_url
+from tests.mcp.conftest import MemoryStorage, call, sign_in, with_client
+
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def list_tools(client):
+    return client.list_tools()
+
+
+def test_an_anonymous_request_learns_where_to_authorize(serve):
+    with serve() as base:
+        missing = call(base, None)
+        slash = requests.post(f"{base}/mcp/", json={}, allow_redirects=False, timeout=10)
+        garbage = call(base, "not-a-token")
+        metadata = [
+            requests.get(f"{base}{path}", timeout=10)
+            for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource")
+        ]
+        preflight = requests.options(
+            f"{base}/mcp",
+            headers={
+                "Origin": "https://inspector.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version",
+            },
+            timeout=10,
+        )
+        from_browser = requests.post(f"{base}/mcp", json={}, headers={"Origin": "https://claude.ai"}, timeout=10)
+
+    challenge_url = f"{base}/.well-known/oauth-protected-resource/mcp"
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == f'Bearer resource_metadata="{challenge_url}"'
+    assert slash.status_code == 401  # /mcp/ is the endpoint too, not a redirect to it
+    assert garbage.status_code == 401
+    assert garbage.headers["WWW-Authenticate"] == (
+        f'Bearer error="invalid_token", error_description="Not authenticated", resource_metadata="{challenge_url}"'
+    )
+    assert garbage.json()["error_description"] == "Not authenticated"
+    for response in metadata:
+        document = response.json()
+        assert document["resource"] == mcp_resource_url() == f"{base}/mcp"
+        assert document["authorization_servers"] == [issuer()]
+        assert document["bearer_methods_supported"] == ["header"]
+        assert "openid" in document["scopes_supported"]
+        assert "offline_access" not in document["scopes_supported"]
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    exposed = from_browser.headers["Access-Control-Expose-Headers"].lower()
+    assert {"www-authenticate", "mcp-session-id", "mcp-protocol-version"} <= set(map(str.strip, exposed.split(",")))
+
+
+def test_a_revoked_or_expired_token_is_not_authenticated(serve, directory, alice, acme):
+    with serve() as base:
+        browser = sign_in(base, alice)
+        first, second = MemoryStorage(), MemoryStorage()
+        with_client(base, browser, list_tools, storage=first)
+        with_client(base, browser, list_tools, storage=second)
+        before = call(base, first.tokens.access_token)
+
+        # Revoked in the dashboard: the next call is refused.
+        connection = Connection.objects.get(links__access_token__token=first.tokens.access_token)
+        revoke_connection(actor=alice, connection=connection)
+        revoked = call(base, first.tokens.access_token)
+
+        # Reconnecting makes a fresh connection; then its token expires.
+        third = MemoryStorage()
+        with_client(base, browser, list_tools, storage=third)
+        valid = call(base, third.tokens.access_token)
+        AccessToken.objects.filter(token=third.tokens.access_token).update(
+            expires=timezone.now() - timedelta(seconds=1)
+        )
+        expired = call(base, third.tokens.access_token)
+
+    assert first.tokens.access_token != second.tokens.access_token
+    assert before.status_code == 200 and valid.status_code == 200
+    for response in (revoked, expired):
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+        assert response.json()["error_description"] == "Not authenticated"
+
+
+def test_a_token_for_another_resource_is_refused(serve, directory, alice, acme):
+    with serve() as base:
+        storage = MemoryStorage()
+        with_client(base, sign_in(base, alice), list_tools, storage=storage)
+        AccessToken.objects.filter(token=storage.tokens.access_token).update(resource=["https://other.example/mcp"])
+        response = call(base, storage.tokens.access_token)
+    assert response.status_code == 401
+    assert response.json()["error_description"] == "Not authenticated"

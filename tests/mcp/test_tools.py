@@ -1,0 +1,173 @@
+"""The tools against the live server: metering on the bound workspace, refusals the model can
+read, the enriching state, and a stateless client served by two processes in turn."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+
+import httpx2
+import pytest
+import requests
+from PIL import Image
+
+from avtrz.avatars.monogram import monogram_colour
+from tests.factories import MembershipFactory, WorkspaceFactory
+from tests.mcp.conftest import MemoryStorage, sign_in, with_client
+from workspaces import services as workspace_services
+from workspaces.models import Membership, Plan
+
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EILEEN = {"username": "eileen-collins"}
+
+
+def calls(*requests_: tuple[str, dict]):
+    async def work(client):
+        return [await client.call_tool(name, arguments) for name, arguments in requests_]
+
+    return work
+
+
+def test_bad_input_is_an_error_result_saying_what_is_wrong(serve, directory, alice, acme):
+    with serve() as base:
+        results = with_client(
+            base,
+            sign_in(base, alice),
+            calls(
+                ("get_profile_avatar", {}),
+                ("get_profile_avatar", {"username": "eileen-collins", "linkedin_url": "linkedin.com/in/x-y-z"}),
+                ("get_profile", {"linkedin_url": "https://www.linkedin.com/company/nasa"}),
+                ("get_profile_avatar", {"username": "eileen-collins", "size": 100}),
+                ("get_profile", {"linkedin_url": "https://evil.example/in/eileen"}),
+            ),
+        )
+    texts = [result.content[0].text for result in results]
+    assert all(result.is_error for result in results)
+    assert texts[0] == "Give a linkedin_url or a username."
+    assert texts[1] == "Give either linkedin_url or username, not both."
+    assert "company page" in texts[2]
+    assert "size" in texts[3] and "32, 64, 128, 256 or 512" in texts[3]
+    assert "must be on linkedin.com" in texts[4]
+    assert not any("Traceback" in text for text in texts)
+
+
+def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(serve, directory, alice, acme):
+    # Limits are copied into the usage period when it is created, at the first metered call.
+    Plan.objects.filter(code=acme.plan.code).update(monthly_requests=2, requests_per_second=1000)
+    acme.refresh_from_db()
+    with serve() as base:
+        results = with_client(
+            base,
+            sign_in(base, alice),
+            calls(
+                ("get_profile_avatar", EILEEN),
+                ("get_profile", EILEEN),
+                ("get_profile_avatar", EILEEN),
+                ("get_publishable_key", {}),
+            ),
+        )
+    first, second, refused, key = results
+    assert not first.is_error and not second.is_error
+    assert refused.is_error
+    text = refused.content[0].text
+    assert "quota exceeded for this workspace" in text
+    assert acme.plan.name in text and "resets on" in text
+    assert "Traceback" not in text
+    assert not key.is_error  # same connection, still authorized
+
+
+def test_rate_limited_says_when_to_retry(serve, directory, alice, acme):
+    Plan.objects.filter(code=acme.plan.code).update(requests_per_second=1)
+    with serve() as base:
+        results = with_client(base, sign_in(base, alice), calls(*[("get_profile", EILEEN)] * 3))
+    refused = [result for result in results if result.is_error]
+    assert refused, "three calls within a second on a 1/s plan"
+    assert "Retry in" in refused[0].content[0].text
+
+
+def test_usage_lands_on_the_bound_workspace_only(serve, directory, alice, acme):
+    globex = WorkspaceFactory(name="Globex", slug="globex")
+    MembershipFactory(user=alice, workspace=globex, role=Membership.Role.MEMBER)
+    secret = {
+        workspace.slug: workspace_services.create_api_key(actor=alice, workspace=workspace, kind="secret", name="S")
+        for workspace in (acme, globex)
+    }
+    with serve() as base:
+        results = with_client(
+            base,
+            sign_in(base, alice),
+            calls(("get_profile_avatar", EILEEN), ("get_profile", EILEEN), ("get_profile_avatar", EILEEN)),
+            workspace="globex",
+        )
+        usage = {
+            slug: requests.get(f"{base}/v1/usage", headers={"x-api-key": key}, timeout=10).json()["meters"]
+            for slug, key in secret.items()
+        }
+    assert not any(result.is_error for result in results)
+    assert usage["globex"]["avatar_requests"]["used"] == 3
+    assert usage["globex"]["avatar_new_profiles"]["used"] == 1
+    assert usage["acme"]["avatar_requests"]["used"] == 0
+    assert usage["acme"]["avatar_new_profiles"]["used"] == 0
+
+
+def test_an_unknown_profile_shows_initials_and_where_the_photo_will_be(serve, alice, acme):
+    # The enrichment task is queued, never run: the profile stays "enriching".
+    with serve(CELERY_TASK_ALWAYS_EAGER="false", CELERY_BROKER_URL="memory://", AVTRZ_ENRICH_WAIT_S="0") as base:
+        (avatar,) = with_client(
+            base, sign_in(base, alice), calls(("get_profile_avatar", {"username": "grace-hopper", "size": 64}))
+        )
+    assert not avatar.is_error
+    data = avatar.structured_content
+    assert data["status"] == "enriching"
+    assert data["mimeType"] == "image/png"
+    assert "username" not in data["imageUrl"] and "grace-hopper" in data["imageUrl"]
+    text, picture = avatar.content
+    assert data["imageUrl"] in text.text and "initials" in text.text
+    image = Image.open(io.BytesIO(base64.b64decode(picture.data))).convert("RGB")
+    assert image.size == (64, 64)
+    corner = "#{:02X}{:02X}{:02X}".format(*image.getpixel((0, 0)))
+    assert corner == monogram_colour("grace-hopper")
+
+
+class Alternating(httpx2.AsyncBaseTransport):
+    """Sends each request to the next of several servers, as a load balancer without affinity would."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.ports = itertools.cycle(ports)
+        self.served: list[int] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        port = next(self.ports)
+        self.served.append(port)
+        request.url = request.url.copy_with(port=port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_two_server_processes_serve_one_client_in_turn(serve, directory, alice, acme, mode):
+    from tests import services
+
+    first, second = services.free_port(), services.free_port()
+    public = f"http://127.0.0.1:{first}"
+    with serve(port=first) as base, serve(port=second, public_base_url=public):
+        browser = sign_in(base, alice)
+        storage = MemoryStorage()
+        with_client(base, browser, lambda client: client.list_tools(), storage=storage)
+        transport = Alternating([first, second])
+
+        async def work(client):
+            tools = await client.list_tools()
+            results = [await client.call_tool("get_profile_avatar", EILEEN) for _ in range(4)]
+            return tools, results
+
+        tools, results = with_client(base, browser, work, storage=storage, transport=transport, mode=mode)
+    assert len(tools.tools) == 3
+    assert all(not result.is_error for result in results)
+    assert set(transport.served) == {first, second}

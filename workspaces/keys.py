@@ -1,0 +1,107 @@
+"""What the avatar API needs to know about a key, served from the cache so a hit costs no query.
+
+A `KeyContext` is everything the request path decides with: the key's kind and domains, the
+workspace's plan limits and its current usage period. It is cached under the key's digest until
+the period ends (at most an hour) and dropped the moment the key, its domains or the plan change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from avtrz import hotcache
+from workspaces.models import ApiKey, Workspace, key_digest
+from workspaces.usage import Meter, meter_for
+
+
+CACHE_PREFIX = "apikey:"
+MAX_TTL = 3600
+# Unknown keys are remembered briefly, so guessing keys cannot turn into a database load.
+UNKNOWN_TTL = 60
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    key_id: int
+    kind: str
+    allowed_domains: tuple[str, ...]
+    meter: Meter
+
+    @property
+    def is_secret(self) -> bool:
+        return self.kind == ApiKey.Kind.SECRET
+
+    def allows(self, origin: str | None, referer: str | None) -> bool:
+        """Publishable keys with an allow-list only answer pages on those hosts."""
+        if self.is_secret or not self.allowed_domains:
+            return True
+        return host_allowed(self.allowed_domains, origin_host(origin, referer))
+
+
+def cache_key(raw: str) -> str:
+    return CACHE_PREFIX + key_digest(raw)
+
+
+def origin_host(origin: str | None, referer: str | None) -> str | None:
+    """The page's host from `Origin`, else from `Referer` (browsers send one or the other for images)."""
+    for value in (origin, referer):
+        if value and value != "null":
+            host = urlsplit(value).hostname
+            if host:
+                return host.rstrip(".").lower()
+    return None
+
+
+def host_allowed(allowed: tuple[str, ...] | list[str], host: str | None) -> bool:
+    """`example.com` matches that host only; `*.example.com` matches its subdomains, not itself."""
+    if not host:
+        return False
+    for pattern in allowed:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def cached_context(raw: str) -> KeyContext | str | None:
+    """The cached context, `UNKNOWN` for a key known not to exist, None when the cache has no answer."""
+    found = hotcache.get(cache_key(raw))
+    if isinstance(found, KeyContext) and found.meter.period_ends_at <= time.time():
+        return None  # the cycle rolled over: reload limits and the new period
+    return found
+
+
+def context_for(key: ApiKey) -> KeyContext:
+    return KeyContext(
+        key_id=key.pk, kind=key.kind, allowed_domains=tuple(key.allowed_domains), meter=meter_for(key.workspace)
+    )
+
+
+def load_context(raw: str) -> KeyContext | None:
+    """The key's context from the cache, else from the database (and then cached)."""
+    found = cached_context(raw)
+    if found is not None:
+        return None if found == UNKNOWN else found
+    key = ApiKey.objects.for_key(raw)
+    if key is None:
+        hotcache.set(cache_key(raw), UNKNOWN, UNKNOWN_TTL)
+        return None
+    context = context_for(key)
+    ttl = max(1, min(MAX_TTL, int(context.meter.period_ends_at - time.time())))
+    hotcache.set(cache_key(raw), context, ttl)
+    return context
+
+
+def forget_key(key: ApiKey) -> None:
+    hotcache.delete(CACHE_PREFIX + key.digest)
+
+
+def forget_workspace_keys(workspace: Workspace) -> None:
+    """Drop every cached context of the workspace (plan or period changed)."""
+    digests = workspace.api_keys.values_list("digest", flat=True)
+    hotcache.delete_many([CACHE_PREFIX + digest for digest in digests])

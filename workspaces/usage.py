@@ -1,0 +1,205 @@
+"""Usage meters and limits: exact under concurrency, never admitting past a quota.
+
+`avatar_requests` is counted on the request path by live counters (`workspaces.counters`: Redis
+leases in production, process memory on the embedded default), seeded from the database and written
+back to it by a flusher thread in each process, so a cache hit costs no query.
+`avatar_new_profiles` is rarer (once per profile per workspace per cycle) and is counted in the
+database directly, by a conditional UPDATE that is itself the quota check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from workspaces.counters import Admission, LeasedCounters, LocalCounters
+from workspaces.models import ApiKey, UsagePeriod, Workspace, WorkspaceProfile
+
+
+log = logging.getLogger(__name__)
+
+
+FLUSH_INTERVAL_S = 0.5  # how often the flusher thread drains the counters
+DB_FLUSH_INTERVAL_S = 5  # how often a period's count is written to the database
+TOUCH_INTERVAL_S = 60  # how often a key's last_used_at is written
+
+
+def current_period(workspace: Workspace, at: datetime | None = None) -> UsagePeriod:
+    """The workspace's usage period containing `at` (now), created with the plan's limits if new."""
+    starts_at, ends_at = workspace.cycle_bounds(at or timezone.now())
+    plan = workspace.plan
+    defaults = {
+        "ends_at": ends_at,
+        "plan": plan,
+        "requests_limit": plan.monthly_requests,
+        "new_profiles_limit": plan.monthly_new_profiles,
+    }
+    try:
+        with transaction.atomic():
+            period, _ = UsagePeriod.objects.get_or_create(workspace=workspace, starts_at=starts_at, defaults=defaults)
+    except IntegrityError:  # another worker created it first
+        period = UsagePeriod.objects.get(workspace=workspace, starts_at=starts_at)
+    return period
+
+
+@dataclass(frozen=True)
+class Meter:
+    """What metering a workspace's request needs, without touching the database."""
+
+    workspace_id: int
+    plan_name: str
+    requests_per_second: int
+    period_id: int
+    period_ends_at: float  # epoch seconds
+    requests_limit: int
+    new_profiles_limit: int
+    requests_used: int  # when loaded: the seed of the live counter
+
+    @property
+    def resets_at(self) -> datetime:
+        return datetime.fromtimestamp(self.period_ends_at, tz=UTC)
+
+
+def meter_for(workspace: Workspace) -> Meter:
+    return meter_for_period(current_period(workspace))
+
+
+def meter_for_period(period: UsagePeriod) -> Meter:
+    workspace = period.workspace
+    return Meter(
+        workspace_id=workspace.pk,
+        plan_name=workspace.plan.name,
+        requests_per_second=workspace.plan.requests_per_second,
+        period_id=period.pk,
+        period_ends_at=period.ends_at.timestamp(),
+        requests_limit=period.requests_limit,
+        new_profiles_limit=period.new_profiles_limit,
+        requests_used=period.avatar_requests,
+    )
+
+
+def count_new_profile(period_id: int, handle: str) -> bool | None:
+    """Record a workspace's first lookup of `handle` this cycle.
+
+    True: newly counted; False: already counted this cycle; None: the new-profile quota is spent.
+    """
+    with transaction.atomic():
+        if WorkspaceProfile.objects.filter(period_id=period_id, handle=handle).exists():
+            return False
+        admitted = UsagePeriod.objects.filter(pk=period_id, avatar_new_profiles__lt=F("new_profiles_limit")).update(
+            avatar_new_profiles=F("avatar_new_profiles") + 1
+        )
+        if not admitted:
+            return None
+        try:
+            with transaction.atomic():
+                WorkspaceProfile.objects.create(period_id=period_id, handle=handle)
+        except IntegrityError:
+            # A concurrent request counted it first: give our increment back.
+            UsagePeriod.objects.filter(pk=period_id).update(avatar_new_profiles=F("avatar_new_profiles") - 1)
+            return False
+    return True
+
+
+@transaction.atomic
+def uncount_new_profile(period_id: int, handle: str) -> None:
+    """Take back `count_new_profile` for a lookup that was refused after all (rate or request quota)."""
+    if WorkspaceProfile.objects.filter(period_id=period_id, handle=handle).delete()[0]:
+        UsagePeriod.objects.filter(pk=period_id).update(avatar_new_profiles=F("avatar_new_profiles") - 1)
+
+
+def admit(meter: Meter, *, key_id: int | None = None) -> Admission:
+    """Count one billable request against the rate limit and the request quota, or refuse it."""
+    _ensure_flusher()
+    return counters().admit(meter, key_id)
+
+
+def requests_used(meter: Meter) -> int:
+    """The period's request count: the live counter when there is one, else the stored figure."""
+    live = counters().used(meter)
+    return meter.requests_used if live is None else max(live, meter.requests_used)
+
+
+_counters: LocalCounters | LeasedCounters | None = None
+_redis = None
+_lock = threading.Lock()
+
+
+def redis_client():
+    """This process's Redis client (REDIS_URL), shared by the counters and cache invalidation."""
+    global _redis
+    with _lock:
+        if _redis is None:
+            import redis
+
+            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        return _redis
+
+
+def counters() -> LocalCounters | LeasedCounters:
+    global _counters
+    if _counters is None:
+        made = LeasedCounters(redis_client()) if settings.REDIS_URL else LocalCounters()
+        with _lock:
+            _counters = _counters or made
+    return _counters
+
+
+_flushed_at: dict[int, float] = {}  # period id -> when its count was last written
+_touched_at: dict[int, float] = {}  # key id -> when its last_used_at was last written
+_dirty: set[int] = set()  # periods counted since their last write
+_flusher: threading.Thread | None = None
+
+
+def flush_now(*, force: bool = False) -> None:
+    """Write what the counters saw to the database: request counts (never lowering them) every
+    DB_FLUSH_INTERVAL_S, last-used times every TOUCH_INTERVAL_S; `force` writes everything now."""
+    activity = counters().drain()
+    now = time.monotonic()
+    _dirty.update(activity.periods)
+    for period_id in list(_dirty):
+        if force or now - _flushed_at.get(period_id, 0) >= DB_FLUSH_INTERVAL_S:
+            _flush_period(period_id, now)
+    for key_id, used_at in activity.keys.items():
+        if force or now - _touched_at.get(key_id, 0) >= TOUCH_INTERVAL_S:
+            _touched_at[key_id] = now
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
+
+
+def _flush_period(period_id: int, now: float) -> None:
+    _dirty.discard(period_id)
+    _flushed_at[period_id] = now
+    period = UsagePeriod.objects.filter(pk=period_id).select_related("workspace__plan").first()
+    live = counters().used(meter_for_period(period)) if period else None
+    if live is not None:
+        UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=Greatest(F("avatar_requests"), Value(live)))
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(FLUSH_INTERVAL_S)
+        try:
+            flush_now()
+        except Exception:  # keep counting; what was not written is written on a later pass
+            log.exception("usage flush failed")
+        finally:
+            close_old_connections()
+
+
+def _ensure_flusher() -> None:
+    """Start this process's flusher thread on first use (tests flush explicitly instead)."""
+    global _flusher
+    if _flusher is None and settings.AVTRZ_BACKGROUND_FLUSH:
+        with _lock:
+            if _flusher is None:
+                _flusher = threading.Thread(target=_flush_forever, name="avtrz-usage-flush", daemon=True)
+                _flusher.start()
