@@ -91,8 +91,11 @@ def list_user_connections(user: User) -> QuerySet[Connection]:
 
 
 def can_revoke(actor: User, connection: Connection) -> bool:
-    """The user who connected, and the workspace's owners and admins, may revoke."""
-    if actor.pk == connection.user_id:
+    """The user who connected, the workspace's owners and admins, and support staff may revoke.
+
+    Staff need the change permission on connections, which the support admin's revoke action asks for.
+    """
+    if actor.pk == connection.user_id or actor.is_staff and actor.has_perm("accounts.change_connection"):
         return True
     membership = Membership.objects.filter(user=actor, workspace_id=connection.workspace_id).first()
     return membership is not None and membership.can_manage

@@ -3,6 +3,7 @@
 HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint, which the MCP
 SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
 lifespan runs the MCP session manager, which must be running before it can serve a request.
+WebSockets (the dashboard's live updates) go to Channels, routed in `workspaces.routing`.
 """
 
 import os
@@ -16,6 +17,7 @@ django_application = get_asgi_application()
 
 from avtrz.avatars.fastpath import AvatarFastPath  # noqa: E402  (needs Django set up first)
 from mcpserver import app as mcp  # noqa: E402
+from workspaces import routing as websockets  # noqa: E402
 
 
 http_application = AvatarFastPath(django_application)
@@ -28,6 +30,8 @@ async def application(scope, receive, send):
             await mcp_application.app(scope, receive, send)
         else:
             await http_application(scope, receive, send)
+    elif scope["type"] == "websocket":
+        await websockets.application(scope, receive, send)
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
     else:

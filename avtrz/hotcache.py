@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class _Level1:
 _level1 = _Level1()
 _listener_started = threading.Lock()
 _listener: threading.Thread | None = None
+# Deletes that could not reach Redis; retried before level 1 is trusted again.
+_pending_deletes: set[str] = set()
 
 
 def _channel() -> str:
@@ -70,6 +73,7 @@ def _listen(url: str) -> None:
         try:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(_channel())
+            _retry_pending_deletes()
             _level1.drop(None)
             _level1.live = True
             for message in pubsub.listen():
@@ -92,30 +96,39 @@ def _ensure_listener() -> None:
 
 
 def get(key: str) -> Any:
-    """The cached value or None. Answers from this process's memory when it can."""
+    """The cached value, or None when there is none or the cache cannot be reached: callers then
+    take the database path, slower but correct."""
     value = _level1.get(key) if _level1.live else MISSING
     if value is not MISSING:
         return value
     _ensure_listener()
     generation = _level1.generation
-    value = cache.get(key)
+    try:
+        value = cache.get(key)
+    except RedisError:
+        return None
     if value is not None:
         _level1.put(key, value, generation)
     return value
 
 
 def set(key: str, value: Any, timeout: float) -> None:  # noqa: A001 (mirrors the cache API)
-    cache.set(key, value, timeout)
+    try:
+        cache.set(key, value, timeout)
+    except RedisError:
+        _pending_deletes.add(key)  # whatever Redis holds for it now is not this value
     _invalidate(key)
 
 
 def delete(key: str) -> None:
-    cache.delete(key)
-    _invalidate(key)
+    delete_many([key])
 
 
 def delete_many(keys: list[str]) -> None:
-    cache.delete_many(keys)
+    try:
+        cache.delete_many(keys)
+    except RedisError:
+        _pending_deletes.update(keys)
     for key in keys:
         _invalidate(key)
 
@@ -125,4 +138,17 @@ def _invalidate(key: str) -> None:
     if settings.REDIS_URL:
         from workspaces.usage import redis_client
 
-        redis_client().publish(_channel(), key)
+        try:
+            redis_client().publish(_channel(), key)
+        except RedisError:
+            pass  # the other processes' listeners lost Redis too: their level 1 is off until it is back
+
+
+def _retry_pending_deletes() -> None:
+    while _pending_deletes:
+        key = _pending_deletes.pop()
+        try:
+            cache.delete(key)
+        except RedisError:
+            _pending_deletes.add(key)
+            raise

@@ -287,6 +287,18 @@ AVTRZ_KEY_DERIVATION_SECRET = envstr("AVTRZ_KEY_DERIVATION_SECRET", SECRET_KEY)
 AVTRZ_BACKGROUND_FLUSH = envbool("AVTRZ_BACKGROUND_FLUSH", not TESTING)
 # Namespace of the usage and rate counters in Redis.
 AVTRZ_COUNTER_PREFIX = envstr("AVTRZ_COUNTER_PREFIX", "avtrz:")
+# Where "contact support" links go (plan changes without Stripe, Scale plan enquiries).
+AVTRZ_SUPPORT_EMAIL = envstr("AVTRZ_SUPPORT_EMAIL", "support@avtrz.dev")
+CELERY_BEAT_SCHEDULE |= {
+    # Opens each workspace's new quota cycle on its anchor day and writes the last one's final count.
+    "roll-usage-periods": {"task": "workspaces.tasks.roll_usage_periods", "schedule": 3600.0},
+}
+
+# ---------------------------------------------------------------- billing (Stripe)
+# Both set: paid plans are bought with Stripe Checkout and managed in Stripe's customer portal,
+# each sold plan naming its price in Plan.stripe_price_id. Unset: plan changes go through support.
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
 
 # ---------------------------------------------------------------- avatar engine
 # Profile pages are {LINKEDIN_BASE_URL}/in/{handle}/; tests point it at a local fixture server.
@@ -302,6 +314,10 @@ AVTRZ_FETCH_READ_TIMEOUT_S = envfloat("AVTRZ_FETCH_READ_TIMEOUT_S", 5.0)
 AVTRZ_ENRICH_WAIT_S = envfloat("AVTRZ_ENRICH_WAIT_S", 2.0)
 # Resolved profiles are re-checked at least this often, and before their photo URL expires.
 AVTRZ_STALE_AFTER_DAYS = envint("AVTRZ_STALE_AFTER_DAYS", 14)
+CELERY_BEAT_SCHEDULE |= {
+    # Re-checks profiles whose photo URL is about to expire, stale, blocked earlier, or stuck.
+    "refresh-due-profiles": {"task": "avtrz.avatars.tasks.refresh_due_profiles", "schedule": 300.0},
+}
 # Where durable image URLs point: the app itself by default, a CDN or bucket in production.
 AVTRZ_IMAGE_BASE_URL = envstr("AVTRZ_IMAGE_BASE_URL", f"{PUBLIC_BASE_URL}/img/")
 

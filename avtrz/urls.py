@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from avtrz import views
+from avtrz import docs, views
 
 
 urlpatterns = [
@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("accounts.oauth_urls")),
     path("", include("workspaces.urls")),
+    path("docs/", include((docs.urlpatterns, "docs"))),
     path("admin/", admin.site.urls),
 ]
 

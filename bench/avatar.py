@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,50 +17,13 @@ import time
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, free_port, prepare, server_env, uvicorn  # noqa: E402
+
+
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server on {port} did not start")
-
-
-def uvicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
-    wait_for(port)
-    return process
 
 
 def wrk(url: str) -> dict[str, float]:
@@ -86,23 +47,8 @@ def wrk(url: str) -> dict[str, float]:
     }
 
 
-def prepare(env: dict[str, str]) -> str:
-    """A database with the demo directory and key; returns the demo publishable key."""
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
-    out = subprocess.run(
-        [PYTHON, "manage.py", "load_demo", "--force"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return re.search(r"Demo publishable key:\s+(\S+)", out).group(1)
-
-
 def pipeline_figures() -> dict[str, float]:
     """Per-image CPU time of decode, detect, crop and encode of the five WEBP sizes (and a baseline)."""
-    sys.path.insert(0, str(ROOT))
     from avtrz.avatars import imaging
 
     data = (ROOT / "avtrz" / "avatars" / "demo" / "eileen-collins.jpg").read_bytes()
@@ -126,45 +72,11 @@ def pipeline_figures() -> dict[str, float]:
     return {"pipeline": timed(full), "baseline": timed(centre_only)}
 
 
-def signing_key() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "OIDC_RSA_PRIVATE_KEY": signing_key(),
-            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "SECURE_SSL_REDIRECT": "false",
-            "MEDIA_ROOT": f"{tmp}/media",
-            "AVTRZ_COUNTER_PREFIX": f"bench:{secrets.token_hex(4)}:",
-            "CELERY_TASK_ALWAYS_EAGER": "true",
-        }
-        key = prepare(env)
-        # A plan big enough that the benchmark measures serving, not the quota.
-        subprocess.run(
-            [
-                PYTHON,
-                "manage.py",
-                "shell",
-                "-c",
-                "from workspaces.models import Plan; Plan.objects.update(monthly_requests=10**9, "
-                "monthly_new_profiles=10**6, requests_per_second=10**6)",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            check=True,
-        )
         port = free_port()
+        env = server_env(tmp, port)
+        key = prepare(env)
         server = uvicorn("avtrz.asgi:application", port, env)
         try:
             url = f"http://127.0.0.1:{port}/v1/avatar?key={key}&username=eileen-collins&size=256"

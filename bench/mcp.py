@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.avatar import PYTHON, free_port, prepare, signing_key, uvicorn  # noqa: E402
+from bench.common import free_port, manage, prepare, server_env, uvicorn  # noqa: E402
 
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "500"))
@@ -54,8 +53,7 @@ ConnectionLink.objects.create(connection=connection, access_token=token)
 
 def mint_token(env: dict[str, str]) -> str:
     token = secrets.token_urlsafe(30)
-    script = MINT_SCRIPT.replace("{token}", token)
-    subprocess.run([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env={**os.environ, **env}, check=True)
+    manage(env, "shell", "-c", MINT_SCRIPT.replace("{token}", token))
     return token
 
 
@@ -124,33 +122,8 @@ async def run(base: str, token: str, key: str) -> dict[str, dict[str, float]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        env = {
-            "OIDC_RSA_PRIVATE_KEY": signing_key(),
-            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "SECURE_SSL_REDIRECT": "false",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "MEDIA_ROOT": f"{tmp}/media",
-            "CACHE_KEY_PREFIX": f"bench-{secrets.token_hex(4)}",
-            "AVTRZ_COUNTER_PREFIX": f"bench:{secrets.token_hex(4)}:",
-            "CELERY_TASK_ALWAYS_EAGER": "true",
-        }
+        env = server_env(tmp, port)
         key = prepare(env)
-        subprocess.run(
-            [
-                PYTHON,
-                "manage.py",
-                "shell",
-                "-c",
-                "from workspaces.models import Plan; Plan.objects.update(monthly_requests=10**9, "
-                "monthly_new_profiles=10**6, requests_per_second=10**6)",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            check=True,
-        )
         token = mint_token(env)
         server = uvicorn("avtrz.asgi:application", port, env)
         try:

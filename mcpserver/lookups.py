@@ -21,7 +21,7 @@ from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 from avtrz.avatars.cards import Card
 from avtrz.avatars.models import Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input, profile_url
-from avtrz.avatars.services import Refusal, lookup, meter_lookup
+from avtrz.avatars.services import Refusal, lookup, meter_lookup, record_answer
 from mcpserver import images
 from workspaces import keys
 from workspaces.models import Workspace
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # The connector key's clear value, so a call finds its cached key context without a query.
 # It is a publishable key: it is meant to appear in URLs.
 KEY_CACHE_TTL = 3600
+# get_profile's picture URL: the size the avatar tool defaults to, sharp in chat and documents alike.
+PICTURE_SIZE = 256
 
 
 class ToolFailure(Exception):
@@ -115,7 +117,7 @@ def profile(workspace: Workspace, linkedin_url: str | None, username: str | None
         "openToWork": found.open_to_work if found else None,
     }
     if key and status != "not_found":
-        structured["pictureUrl"] = avatar_url(key, handle, 256)
+        structured["pictureUrl"] = avatar_url(key, handle, PICTURE_SIZE)
     return Result(structured, [TextContent(type="text", text=_profile_markdown(structured))])
 
 
@@ -153,7 +155,9 @@ def _look_up(workspace: Workspace, linkedin_url: str | None, username: str | Non
     refusal = meter_lookup(found.meter, handle, key_id=found.key_id)
     if refusal:
         raise ToolFailure(_refusal_text(refusal))
-    return handle, lookup(handle, wait_s=settings.AVTRZ_ENRICH_WAIT_S), found.key
+    card = lookup(handle, wait_s=settings.AVTRZ_ENRICH_WAIT_S)
+    record_answer(found.meter, channel="mcp", with_photo=card.is_resolved)
+    return handle, card, found.key
 
 
 def _refusal_text(refusal: Refusal) -> str:

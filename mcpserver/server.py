@@ -93,7 +93,9 @@ class ProfileOutput(BaseModel):
     industry: str
     location: str
     openToWork: bool | None = Field(description="Whether the person says they are open to work; null if unknown.")
-    pictureUrl: str | None = Field(default=None, description="Durable Avtrz image URL of the profile photo, 256 px.")
+    pictureUrl: str | None = Field(
+        default=None, description=f"Durable Avtrz image URL of the profile photo, {lookups.PICTURE_SIZE} px."
+    )
 
 
 class KeyOutput(BaseModel):
@@ -127,7 +129,7 @@ def build_server() -> MCPServer:
         ctx: Context,
         linkedin_url: LinkedInUrl = None,
         username: Username = None,
-        size: Annotated[Size, Field(description="Square image size in pixels.")] = 256,
+        size: Annotated[Size, Field(description="Square image size in pixels.")] = lookups.PICTURE_SIZE,
     ) -> Annotated[CallToolResult, AvatarOutput]:
         return await _call(ctx, "get_profile_avatar", lookups.profile_avatar, linkedin_url, username, size)
 

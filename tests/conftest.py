@@ -4,9 +4,11 @@ import uuid
 import pytest
 from django.core.cache import cache
 
+from avtrz import hotcache
 from avtrz.celery import app as celery_app
 from tests import services
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workspaces import usage
 from workspaces.models import Membership
 
 
@@ -31,6 +33,7 @@ def _isolated(request, settings, tmp_path):
     """A clean cache per test, media in a temporary folder, and the launch plans present
     (a transactional test flushes the tables the data migration filled)."""
     cache.clear()
+    _forget_process_state()
     settings.MEDIA_ROOT = tmp_path / "media"
     # Usage counters live outside the database; a fresh namespace keeps tests from sharing them.
     settings.AVTRZ_COUNTER_PREFIX = f"test:{uuid.uuid4().hex}:"
@@ -41,6 +44,16 @@ def _isolated(request, settings, tmp_path):
             Plan.objects.get_or_create(code=plan["code"], defaults=plan)
     yield
     cache.clear()
+
+
+def _forget_process_state() -> None:
+    """Per-process caches and counters outlive a test's database rollback; start each test without them."""
+    hotcache._level1.drop(None)
+    usage._counters = None
+    usage._tally.clear()
+    usage._dirty.clear()
+    usage._flushed_at.clear()
+    usage._touched_at.clear()
 
 
 # Personas (as in healthchecks): Alice owns Acme, Bob is a member of Acme, Charlie has no access to it.

@@ -14,11 +14,16 @@ database copy can be written with GREATEST and a late write never lowers it:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from redis.exceptions import RedisError
+
+
+log = logging.getLogger(__name__)
 
 
 LEASE_IDLE_S = 1.0
@@ -92,6 +97,9 @@ class LocalCounters:
             activity, self._activity = self._activity, Activity()
         return activity
 
+    def note_stored(self, period_id: int, count: int) -> None:
+        """Nothing to do: this process's counts are the truth, the database only copies them."""
+
 
 @dataclass
 class _Lease:
@@ -99,10 +107,14 @@ class _Lease:
     delta: int = 0  # used here, not yet added to the shared `used` counter
     seed: int = 0
     ttl: int = 60
-    last_use: float = 0.0
+    last_use: float = 0.0  # epoch seconds
 
 
 class LeasedCounters:
+    """While Redis is unreachable, requests are admitted on what this process knows (its own rate
+    window, the quota minus what it has counted): limits hold per process rather than overall, no
+    request fails, and the counts kept meanwhile are added to Redis when it answers again."""
+
     def __init__(self, client) -> None:
         self._client = client
         self._lease_script = client.register_script(_LEASE_SCRIPT)
@@ -110,41 +122,87 @@ class LeasedCounters:
         self._leases: dict[int, _Lease] = {}
         self._rate: dict[int, tuple[int, int]] = {}  # workspace -> (second, tokens left)
         self._activity = Activity()
+        self._local = LocalCounters()  # the limiter while Redis is away
+        self._retry_at = 0.0
+        # The count last written to the database per period: the floor for re-seeding Redis counters
+        # that Redis lost (a restart without persistence), so counting resumes where it was.
+        self._stored: dict[int, int] = {}
 
-    def _lease(self, counter: str, limit: int, seed: int, ttl: int) -> int:
-        return int(self._lease_script(keys=[counter], args=[limit, seed, ttl, LEASE_MAX, LEASE_SHARE]))
+    def note_stored(self, period_id: int, count: int) -> None:
+        with self._lock:
+            self._stored[period_id] = max(count, self._stored.get(period_id, 0))
+
+    def _seed(self, period_id: int, lease: _Lease) -> int:
+        return max(lease.seed, self._stored.get(period_id, 0))
+
+    def _lease(self, counter: str, limit: int, seed: int, ttl: int) -> int | None:
+        """Tokens granted, or None when Redis cannot be asked (then retried at most once a second)."""
+        if time.time() < self._retry_at:
+            return None
+        try:
+            return int(self._lease_script(keys=[counter], args=[limit, seed, ttl, LEASE_MAX, LEASE_SHARE]))
+        except RedisError as exc:
+            self._retry_at = time.time() + 1
+            log.warning("usage counters cannot reach Redis (%s); limiting per process until it is back", exc)
+            return None
 
     def admit(self, meter, key_id: int | None) -> Admission:
-        second = int(time.time())
+        now = time.time()
+        second = int(now)
         with self._lock:
             window, tokens = self._rate.get(meter.workspace_id, (second, 0))
             if window != second:
                 tokens = 0
-            if tokens <= 0:
+            if tokens == 0:
                 tokens = self._lease(_key("rate", meter.workspace_id, second), meter.requests_per_second, 0, 2)
+                if tokens is None:
+                    return self._admit_locally(meter, key_id, now)
             if tokens <= 0:
-                self._rate[meter.workspace_id] = (second, 0)
+                # Spent for this second, here and everywhere: no need to ask Redis again until the next.
+                self._rate[meter.workspace_id] = (second, -1)
                 return RATE_LIMITED
             self._rate[meter.workspace_id] = (second, tokens - 1)
 
-            lease = self._leases.setdefault(meter.period_id, _Lease())
-            lease.seed, lease.ttl = meter.requests_used, _ttl(meter)
+            lease = self._leases.get(meter.period_id)
+            if lease is None:
+                lease = self._leases[meter.period_id] = _Lease(seed=meter.requests_used, ttl=_ttl(meter))
             if lease.tokens <= 0:
-                lease.tokens = self._lease(
-                    _key("reserved", meter.period_id), meter.requests_limit, lease.seed, lease.ttl
+                granted = self._lease(
+                    _key("reserved", meter.period_id),
+                    meter.requests_limit,
+                    self._seed(meter.period_id, lease),
+                    lease.ttl,
                 )
-            if lease.tokens <= 0:
-                return QUOTA_EXCEEDED
+                if granted is None:
+                    return self._admit_locally(meter, key_id, now)
+                lease.tokens = granted
+                if lease.tokens <= 0:
+                    return QUOTA_EXCEEDED
             lease.tokens -= 1
             lease.delta += 1
-            lease.last_use = time.monotonic()
+            lease.last_use = now
             self._activity.periods.add(meter.period_id)
             if key_id:
-                self._activity.keys[key_id] = time.time()
+                self._activity.keys[key_id] = now
         return ADMITTED
 
+    def _admit_locally(self, meter, key_id: int | None, now: float) -> Admission:
+        """Admit with what this process knows; the count still goes into the lease's delta."""
+        admission = self._local.admit(meter, key_id)
+        if admission.allowed:
+            lease = self._leases.setdefault(meter.period_id, _Lease(seed=meter.requests_used, ttl=_ttl(meter)))
+            lease.delta += 1
+            lease.last_use = now
+            self._activity.periods.add(meter.period_id)
+            if key_id:
+                self._activity.keys[key_id] = now
+        return admission
+
     def used(self, meter) -> int | None:
-        raw = self._client.get(_key("used", meter.period_id))
+        try:
+            raw = self._client.get(_key("used", meter.period_id))
+        except RedisError:
+            raw = None
         with self._lock:
             lease = self._leases.get(meter.period_id)
             local = lease.delta if lease else 0
@@ -154,18 +212,19 @@ class LeasedCounters:
 
     def drain(self) -> Activity:
         """Add local use to the shared counters and hand back the tokens of idle leases."""
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             pending = []
             for period_id, lease in list(self._leases.items()):
                 returned = lease.tokens if now - lease.last_use > LEASE_IDLE_S else 0
                 if lease.delta or returned:
-                    pending.append((period_id, lease.delta, returned, lease.seed, lease.ttl))
+                    pending.append((period_id, lease.delta, returned, self._seed(period_id, lease), lease.ttl))
                 lease.delta = 0
                 lease.tokens -= returned
                 if not lease.tokens and now - lease.last_use > LEASE_IDLE_S:
                     del self._leases[period_id]
             activity, self._activity = self._activity, Activity()
+            self._local.drain()  # its activity was recorded here too
         if pending:
             pipe = self._client.pipeline(transaction=False)
             for period_id, delta, returned, seed, ttl in pending:
@@ -185,7 +244,7 @@ class LeasedCounters:
         """Redis did not take the deltas: keep them for the next drain, nothing is lost."""
         with self._lock:
             for period_id, delta, _returned, seed, ttl in pending:
-                lease = self._leases.setdefault(period_id, _Lease(seed=seed, ttl=ttl, last_use=time.monotonic()))
+                lease = self._leases.setdefault(period_id, _Lease(seed=seed, ttl=ttl, last_use=time.time()))
                 lease.delta += delta
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from avtrz import hotcache
+from avtrz.hosts import host_matches
 from workspaces.models import ApiKey, Workspace, key_digest
 from workspaces.usage import Meter, meter_for
 
@@ -38,7 +39,8 @@ class KeyContext:
         """Publishable keys with an allow-list only answer pages on those hosts."""
         if self.is_secret or not self.allowed_domains:
             return True
-        return host_allowed(self.allowed_domains, origin_host(origin, referer))
+        host = origin_host(origin, referer)
+        return host is not None and host_matches(host, self.allowed_domains)
 
 
 def cache_key(raw: str) -> str:
@@ -49,23 +51,13 @@ def origin_host(origin: str | None, referer: str | None) -> str | None:
     """The page's host from `Origin`, else from `Referer` (browsers send one or the other for images)."""
     for value in (origin, referer):
         if value and value != "null":
-            host = urlsplit(value).hostname
+            try:
+                host = urlsplit(value).hostname
+            except ValueError:  # a malformed header names no page
+                continue
             if host:
                 return host.rstrip(".").lower()
     return None
-
-
-def host_allowed(allowed: tuple[str, ...] | list[str], host: str | None) -> bool:
-    """`example.com` matches that host only; `*.example.com` matches its subdomains, not itself."""
-    if not host:
-        return False
-    for pattern in allowed:
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def cached_context(raw: str) -> KeyContext | str | None:

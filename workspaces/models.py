@@ -24,6 +24,9 @@ class Plan(models.Model):
     requests_per_second = models.PositiveIntegerField(help_text="Workspace-wide request rate limit.")
     is_public = models.BooleanField(default=True, help_text="Offered on the billing page.")
     sort_order = models.PositiveSmallIntegerField(default=0)
+    stripe_price_id = models.CharField(
+        max_length=100, blank=True, help_text="The Stripe price (price_…) that subscribes to this plan, if sold online."
+    )
 
     class Meta:
         ordering = ["sort_order", "price_cents"]
@@ -55,6 +58,9 @@ class Workspace(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Cycles start on this day of each month (capped at 28 so every month has it), at 00:00 UTC.
     billing_anchor_day = models.PositiveSmallIntegerField(default=first_anchor_day)
+    # Set by Stripe webhooks once the workspace has paid online; the portal needs the customer.
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    stripe_subscription_id = models.CharField(max_length=100, blank=True)
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -186,6 +192,7 @@ class AuditEvent(models.Model):
         KEY_DOMAINS_CHANGED = "key.domains_changed", "API key domains changed"
         CONNECTION_CREATED = "connection.created", "AI connection created"
         CONNECTION_REVOKED = "connection.revoked", "AI connection revoked"
+        PLAN_CHANGED = "plan.changed", "Plan changed"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.SET_NULL, null=True, related_name="audit_events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -290,6 +297,12 @@ class UsagePeriod(models.Model):
     new_profiles_limit = models.PositiveIntegerField()
     avatar_requests = models.PositiveIntegerField(default=0)
     avatar_new_profiles = models.PositiveIntegerField(default=0)
+    # When the owners were told a meter passed 80% / 100% of its limit: set by a conditional
+    # UPDATE, so each warning goes out once per period however many workers notice.
+    requests_warned_80_at = models.DateTimeField(null=True, blank=True)
+    requests_warned_100_at = models.DateTimeField(null=True, blank=True)
+    new_profiles_warned_80_at = models.DateTimeField(null=True, blank=True)
+    new_profiles_warned_100_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-starts_at"]
@@ -314,3 +327,44 @@ class WorkspaceProfile(models.Model):
 
     def __str__(self) -> str:
         return self.handle
+
+
+class DailyUsage(models.Model):
+    """Per-day answers of a workspace, for the dashboard's chart and error counts.
+
+    Written by the usage flusher by adding each process's tallies (F() increments), so nothing
+    is lost or counted twice across processes."""
+
+    COUNTERS = ("api_hits", "api_misses", "mcp_hits", "mcp_misses", "refused_401", "refused_402", "refused_429")
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    api_hits = models.PositiveIntegerField(default=0, help_text="/v1/avatar answers with a photo.")
+    api_misses = models.PositiveIntegerField(default=0, help_text="/v1/avatar answers with the monogram.")
+    mcp_hits = models.PositiveIntegerField(default=0)
+    mcp_misses = models.PositiveIntegerField(default=0)
+    refused_401 = models.PositiveIntegerField(default=0)
+    refused_402 = models.PositiveIntegerField(default=0)
+    refused_429 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "day"], name="one_usage_row_per_day")]
+        verbose_name_plural = "daily usage"
+
+    def __str__(self) -> str:
+        return f"{self.workspace} {self.day}"
+
+
+class StripeEvent(models.Model):
+    """A Stripe webhook event already handled: Stripe delivers at least once, we act exactly once."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    processed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-processed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

@@ -4,15 +4,18 @@ side effects (emails) dispatched only once the transaction commits."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from workspaces import keys
-from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, Workspace
+from workspaces import keys, usage
+from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace
 from workspaces.tasks import send_email
 
 
@@ -213,3 +216,122 @@ def set_key_domains(*, actor, key: ApiKey, domains: list[str]) -> None:
         f"{actor} set the domains of {key.masked} to {', '.join(key.allowed_domains) or 'any'}",
     )
     transaction.on_commit(lambda: keys.forget_key(key))
+
+
+@transaction.atomic
+def change_plan(*, actor, workspace: Workspace, plan: Plan, source: str = "dashboard") -> None:
+    """Move the workspace to `plan` now. The current cycle takes the new limits at once (an upgrade
+    lifts a spent quota immediately), and cached key contexts are dropped so no request uses the old ones.
+
+    `workspace` itself is updated too: the admin saves its instance after calling this."""
+    old = Workspace.objects.select_for_update().select_related("plan").get(pk=workspace.pk).plan
+    if old == plan:
+        return
+    workspace.plan = plan
+    workspace.save(update_fields=["plan"])
+    period = usage.current_period(workspace)
+    # New limits, new thresholds: 80% of a bigger quota deserves its own warning.
+    UsagePeriod.objects.filter(pk=period.pk).update(
+        plan=plan,
+        requests_limit=plan.monthly_requests,
+        new_profiles_limit=plan.monthly_new_profiles,
+        requests_warned_80_at=None,
+        requests_warned_100_at=None,
+        new_profiles_warned_80_at=None,
+        new_profiles_warned_100_at=None,
+    )
+    _audit(
+        workspace,
+        actor,
+        AuditEvent.Action.PLAN_CHANGED,
+        f"{actor or 'Avtrz'} changed the plan of {workspace.name} from {old.name} to {plan.name}",
+        old=old.code,
+        new=plan.code,
+        source=source,
+    )
+    transaction.on_commit(lambda: keys.forget_workspace_keys(workspace))
+
+
+def roll_usage_periods(now: datetime | None = None) -> int:
+    """Open each workspace's current cycle and write the final request count of the one before it.
+
+    Idempotent and safe with several workers: periods are created by get_or_create on a unique
+    (workspace, starts_at), and counts are only ever raised to the live counter's figure.
+    Returns how many periods were opened."""
+    now = now or timezone.now()
+    usage.flush_now(force=True)  # what this process counted is in the database before we read it
+    opened = 0
+    for workspace in Workspace.objects.select_related("plan").iterator():
+        starts_at, _ends_at = workspace.cycle_bounds(now)
+        existed = UsagePeriod.objects.filter(workspace=workspace, starts_at=starts_at).exists()
+        period = usage.current_period(workspace, now)
+        opened += not existed
+        previous = (
+            UsagePeriod.objects.select_related("workspace__plan")
+            .filter(workspace=workspace, starts_at__lt=period.starts_at)
+            .first()
+        )
+        if previous is not None:
+            live = usage.counters().used(usage.meter_for_period(previous))
+            if live is not None:
+                UsagePeriod.objects.filter(pk=previous.pk).update(
+                    avatar_requests=Greatest(F("avatar_requests"), Value(live))
+                )
+        warn_quota_thresholds(period, requests_used=usage.requests_used(usage.meter_for_period(period)))
+    return opened
+
+
+QUOTA_METERS = {
+    "requests": ("avatar requests", "requests_limit"),
+    "new_profiles": ("new profiles", "new_profiles_limit"),
+}
+QUOTA_THRESHOLDS = (80, 100)
+
+
+def warn_quota_thresholds(period: UsagePeriod, *, requests_used: int) -> list[tuple[str, int]]:
+    """Email the owners when a meter passes 80% and 100% of its limit: once per period and threshold.
+
+    Each warning is claimed by a conditional UPDATE, so of several workers noticing the same
+    crossing exactly one sends it. Passing both thresholds at once sends only the 100% email.
+    Returns the (meter, threshold) warnings sent."""
+    used_by_meter = {"requests": requests_used, "new_profiles": period.avatar_new_profiles}
+    sent = []
+    for meter, (label, limit_field) in QUOTA_METERS.items():
+        limit = getattr(period, limit_field)
+        used = used_by_meter[meter]
+        crossed = [
+            threshold
+            for threshold in QUOTA_THRESHOLDS
+            if limit and used * 100 >= limit * threshold and getattr(period, f"{meter}_warned_{threshold}_at") is None
+        ]
+        claimed = [
+            threshold
+            for threshold in crossed
+            if UsagePeriod.objects.filter(pk=period.pk, **{f"{meter}_warned_{threshold}_at__isnull": True}).update(
+                **{f"{meter}_warned_{threshold}_at": timezone.now()}
+            )
+        ]
+        if claimed:
+            _email_quota_warning(period, label, used, limit, max(claimed))
+            sent.append((meter, max(claimed)))
+    return sent
+
+
+def _email_quota_warning(period: UsagePeriod, label: str, used: int, limit: int, threshold: int) -> None:
+    workspace = period.workspace
+    context = {
+        "workspace": workspace,
+        "label": label,
+        "used": used,
+        "limit": limit,
+        "threshold": threshold,
+        "resets_at": period.ends_at,
+        "billing_url": f"{settings.PUBLIC_BASE_URL}/w/{workspace.slug}/billing/",
+    }
+    if threshold >= 100:
+        subject = f"{workspace.name} has used all of its {label} for this cycle"
+    else:
+        subject = f"{workspace.name} has used {threshold}% of its {label} for this cycle"
+    body = render_to_string("emails/quota_warning.txt", context)
+    for email in workspace.owners().values_list("user__email", flat=True):
+        transaction.on_commit(lambda email=email: send_email.delay(email, subject, body))

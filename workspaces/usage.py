@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
@@ -22,7 +23,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from workspaces.counters import Admission, LeasedCounters, LocalCounters
-from workspaces.models import ApiKey, UsagePeriod, Workspace, WorkspaceProfile
+from workspaces.models import ApiKey, DailyUsage, UsagePeriod, Workspace, WorkspaceProfile
+from workspaces.signals import usage_changed
 
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,33 @@ def counters() -> LocalCounters | LeasedCounters:
     return _counters
 
 
+_tally: Counter[tuple[int, int, str]] = Counter()  # (workspace id, UTC day number, counter) -> count
+_tally_lock = threading.Lock()
+
+
+def record(workspace_id: int, counter: str) -> None:
+    """Tally one answer for the daily chart (a DailyUsage field name); written by `flush_now`."""
+    with _tally_lock:
+        _tally[(workspace_id, int(time.time() // 86400), counter)] += 1
+
+
+def _write_tally() -> set[int]:
+    with _tally_lock:
+        tally = dict(_tally)
+        _tally.clear()
+    rows: dict[tuple[int, date], dict[str, int]] = {}
+    for (workspace_id, day_number, counter), count in tally.items():
+        day = date.fromordinal(EPOCH_ORDINAL + day_number)
+        rows.setdefault((workspace_id, day), {})[counter] = count
+    for (workspace_id, day), counts in rows.items():
+        DailyUsage.objects.get_or_create(workspace_id=workspace_id, day=day)
+        DailyUsage.objects.filter(workspace_id=workspace_id, day=day).update(
+            **{counter: F(counter) + count for counter, count in counts.items()}
+        )
+    return {workspace_id for workspace_id, _day in rows}
+
+
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _flushed_at: dict[int, float] = {}  # period id -> when its count was last written
 _touched_at: dict[int, float] = {}  # key id -> when its last_used_at was last written
 _dirty: set[int] = set()  # periods counted since their last write
@@ -164,6 +193,7 @@ def flush_now(*, force: bool = False) -> None:
     """Write what the counters saw to the database: request counts (never lowering them) every
     DB_FLUSH_INTERVAL_S, last-used times every TOUCH_INTERVAL_S; `force` writes everything now."""
     activity = counters().drain()
+    changed = _write_tally()
     now = time.monotonic()
     _dirty.update(activity.periods)
     for period_id in list(_dirty):
@@ -173,15 +203,20 @@ def flush_now(*, force: bool = False) -> None:
         if force or now - _touched_at.get(key_id, 0) >= TOUCH_INTERVAL_S:
             _touched_at[key_id] = now
             ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
+    for workspace_id in changed:
+        usage_changed.send(sender=Workspace, workspace_id=workspace_id)
 
 
 def _flush_period(period_id: int, now: float) -> None:
     _dirty.discard(period_id)
     _flushed_at[period_id] = now
     period = UsagePeriod.objects.filter(pk=period_id).select_related("workspace__plan").first()
-    live = counters().used(meter_for_period(period)) if period else None
+    if period is None:
+        return
+    live = counters().used(meter_for_period(period))
     if live is not None:
         UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=Greatest(F("avatar_requests"), Value(live)))
+    counters().note_stored(period_id, max(live or 0, period.avatar_requests))
 
 
 def _flush_forever() -> None:

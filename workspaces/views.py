@@ -1,19 +1,24 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts.connections import can_revoke, list_connections, revoke_connection
+from accounts.publishers import recognise
 from accounts.views import safe_next
-from workspaces import services
+from workspaces import billing, charts, live, services
 from workspaces.access import current_membership, get_membership
-from workspaces.forms import InviteForm, RoleForm, WorkspaceNameForm
-from workspaces.models import Invitation, Membership
+from workspaces.forms import ApiKeyForm, InviteForm, KeyDomainsForm, PlanForm, RoleForm, WorkspaceNameForm
+from workspaces.models import ApiKey, Invitation, Membership, Plan, UsagePeriod
 
 
 Role = Membership.Role
@@ -56,7 +61,17 @@ def create(request: HttpRequest) -> HttpResponse:
 @login_required
 def overview(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
-    return render(request, "workspaces/overview.html", {"membership": membership, "workspace": membership.workspace})
+    workspace = membership.workspace
+    return render(
+        request,
+        "workspaces/overview.html",
+        {
+            "membership": membership,
+            "workspace": workspace,
+            "live": live.snapshot(workspace),
+            "recent_connections": list_connections(workspace)[:3],
+        },
+    )
 
 
 @require_POST
@@ -204,3 +219,312 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     return render(
         request, "workspaces/invitation.html", {"invitation": found, "error": error}, status=400 if error else 200
     )
+
+
+# ---------------------------------------------------------------- API keys
+
+# The clear key of the key just created, kept in the session for the one page view that shows it.
+NEW_KEY_SESSION = "new_api_key"
+EXAMPLE_HANDLE = "eileen-collins"  # the demo profile (`load_demo`), so copied snippets work at once
+
+
+def _snippets(key: ApiKey | None, raw: str | None = None) -> dict:
+    """A ready <img> tag and a curl command with the key: the clear one just after creation, else the
+    masked form (`placeholder` tells the page to say so)."""
+    base = settings.PUBLIC_BASE_URL
+    if key is None:
+        value, kind, domains = ApiKey.PREFIXES[ApiKey.Kind.PUBLISHABLE] + "…", ApiKey.Kind.PUBLISHABLE, []
+    else:
+        value, kind, domains = raw or key.masked, key.kind, key.allowed_domains
+    if kind == ApiKey.Kind.SECRET:
+        url = f"{base}/v1/avatar?username={EXAMPLE_HANDLE}&size=256"
+        curl = f'curl -sL -o avatar.webp -H "x-api-key: {value}" \\\n  "{url}"'
+        return {"img": "", "curl": curl, "placeholder": raw is None}
+    url = f"{base}/v1/avatar?key={value}&username={EXAMPLE_HANDLE}&size=128"
+    curl = f'curl -sL -o avatar.webp "{url}"'
+    if domains:
+        # Allow-listed keys answer only pages on those sites; curl has to say it comes from one.
+        host = domains[0].replace("*.", "www.", 1)
+        curl += f' \\\n  -H "Referer: https://{host}/"'
+    img = f'<img src="{url}" alt="Eileen Collins" width="128" height="128">'
+    return {"img": img, "curl": curl, "placeholder": raw is None}
+
+
+def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dict:
+    workspace = membership.workspace
+    active = workspace.api_keys.active().select_related("created_by")
+    example = next((k for k in active if k.kind == ApiKey.Kind.PUBLISHABLE), None)
+    return {
+        "membership": membership,
+        "api_keys": active,
+        "form": form or ApiKeyForm(),
+        "snippets": _snippets(example),
+        "example_key": example,
+    }
+
+
+@require_safe
+@login_required
+def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug)
+    return render(request, "workspaces/keys.html", _keys_context(membership))
+
+
+@require_POST
+@login_required
+def create_key(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return render(request, "workspaces/keys.html", _keys_context(membership, form), status=400)
+    raw = services.create_api_key(
+        actor=request.user,
+        workspace=membership.workspace,
+        kind=form.cleaned_data["kind"],
+        name=form.cleaned_data["name"],
+        domains=form.cleaned_data["domains"],
+    )
+    key = ApiKey.objects.for_key(raw)
+    # Never in a URL (logs, history, Referer): the next page view takes it out of the session.
+    request.session[NEW_KEY_SESSION] = {"uid": str(key.uid), "raw": raw}
+    return redirect("workspaces:api_key", slug=slug, uid=key.uid)
+
+
+def _key_or_404(membership: Membership, uid) -> ApiKey:
+    return get_object_or_404(ApiKey.objects.select_related("created_by"), uid=uid, workspace=membership.workspace)
+
+
+def _key_context(membership: Membership, key: ApiKey, raw: str | None = None, form=None) -> dict:
+    return {
+        "membership": membership,
+        "key": key,
+        "raw_key": raw,
+        "snippets": _snippets(key, raw),
+        "domains_form": form or KeyDomainsForm(initial={"domains": "\n".join(key.allowed_domains)}),
+    }
+
+
+@require_safe
+@login_required
+def api_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+    membership = get_membership(request, slug)
+    key = _key_or_404(membership, uid)
+    created = request.session.pop(NEW_KEY_SESSION, None)
+    raw = created["raw"] if created and created["uid"] == str(key.uid) and membership.can_manage else None
+    response = render(request, "workspaces/key.html", _key_context(membership, key, raw))
+    if raw:
+        add_never_cache_headers(response)  # the page holds a secret: not for the back button or any cache
+    return response
+
+
+@require_POST
+@login_required
+def key_domains(request: HttpRequest, slug: str, uid) -> HttpResponse:
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    key = _key_or_404(membership, uid)
+    if not key.is_active or key.kind != ApiKey.Kind.PUBLISHABLE:
+        return HttpResponseBadRequest("Only an active publishable key has allowed domains.")
+    form = KeyDomainsForm(request.POST)
+    if not form.is_valid():
+        return render(request, "workspaces/key.html", _key_context(membership, key, form=form), status=400)
+    services.set_key_domains(actor=request.user, key=key, domains=form.cleaned_data["domains"])
+    messages.success(request, f"Allowed domains of {key.name} saved.")
+    return redirect("workspaces:api_key", slug=slug, uid=key.uid)
+
+
+@require_POST
+@login_required
+def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    key = _key_or_404(membership, uid)
+    if key.is_active:
+        services.revoke_api_key(actor=request.user, key=key)
+        messages.success(request, f"Revoked {key.name} ({key.masked}). Requests with it now fail.")
+    return redirect("workspaces:api_keys", slug=slug)
+
+
+# ---------------------------------------------------------------- AI connections
+
+
+def _connections_context(request: HttpRequest, membership: Membership) -> dict:
+    rows = []
+    for connection in list_connections(membership.workspace):
+        application = connection.application
+        redirect_uri = (application.redirect_uris or "").split()[:1]
+        rows.append(
+            {
+                "connection": connection,
+                "publisher": recognise(redirect_uri[0] if redirect_uri else "", application.name),
+                "scopes": connection.scope.split(),
+                "can_revoke": can_revoke(request.user, connection),
+            }
+        )
+    return {"membership": membership, "rows": rows}
+
+
+@require_safe
+@login_required
+def connections(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug)
+    return render(request, "workspaces/connections.html", _connections_context(request, membership))
+
+
+@require_POST
+@login_required
+def revoke_connection_view(request: HttpRequest, slug: str, uid) -> HttpResponse:
+    # Any member may ask: whoever made the connection can revoke it; can_revoke decides.
+    membership = get_membership(request, slug)
+    connection = get_object_or_404(list_connections(membership.workspace), uid=uid)
+    revoke_connection(actor=request.user, connection=connection)
+    messages.success(request, f"Revoked {connection.application.name}. Its tokens stopped working.")
+    return redirect("workspaces:connections", slug=slug)
+
+
+# ---------------------------------------------------------------- usage
+
+
+@require_safe
+@login_required
+def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug)
+    workspace = membership.workspace
+    return render(
+        request,
+        "workspaces/usage.html",
+        {
+            "membership": membership,
+            "live": live.snapshot(workspace),
+            "chart": charts.daily_chart(workspace),
+            "errors": charts.recent_errors(workspace),
+            "past_periods": UsagePeriod.objects.filter(workspace=workspace).select_related("plan")[1:7],
+        },
+    )
+
+
+@require_safe
+@login_required
+def usage_json(request: HttpRequest, slug: str) -> JsonResponse:
+    """The live numbers for pages that cannot hold a WebSocket open (polled every 30 s)."""
+    membership = get_membership(request, slug)
+    response = JsonResponse(live.snapshot(membership.workspace))
+    add_never_cache_headers(response)
+    return response
+
+
+# ---------------------------------------------------------------- billing
+
+
+def _price(plan: Plan) -> str:
+    return f"${plan.price_cents / 100:,.0f}" if plan.price_cents % 100 == 0 else f"${plan.price_cents / 100:,.2f}"
+
+
+def _billing_context(membership: Membership, error: str = "") -> dict:
+    workspace = membership.workspace
+    plans = [
+        {"plan": plan, "price": _price(plan) if plan.price_cents else "Free", "buyable": billing.can_buy(plan)}
+        for plan in Plan.objects.filter(is_public=True)
+    ]
+    return {
+        "membership": membership,
+        "workspace": workspace,
+        "live": live.snapshot(workspace),
+        "chart": charts.daily_chart(workspace),
+        "plans": plans,
+        "current_price": _price(workspace.plan) if workspace.plan.price_cents else "Free",
+        "stripe_enabled": billing.enabled(),
+        "support_email": settings.AVTRZ_SUPPORT_EMAIL,
+        "error": error,
+    }
+
+
+def _billing_error(request: HttpRequest, membership: Membership, error: str) -> HttpResponse:
+    return render(request, "workspaces/billing.html", _billing_context(membership, error=error), status=400)
+
+
+@require_safe
+@login_required
+def billing_page(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug)
+    if request.GET.get("checkout") == "done":
+        messages.info(request, "Thanks! Your plan changes as soon as Stripe confirms the payment.")
+    return render(request, "workspaces/billing.html", _billing_context(membership))
+
+
+@require_POST
+@login_required
+def change_plan(request: HttpRequest, slug: str) -> HttpResponse:
+    """Switch to a free public plan. Paid plans are bought through Stripe Checkout or support."""
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    workspace = membership.workspace
+    form = PlanForm(request.POST)
+    if not form.is_valid():
+        return _billing_error(request, membership, "Choose one of the plans below.")
+    plan = form.cleaned_data["plan"]
+    if plan.price_cents:
+        return _billing_error(request, membership, f"{plan.name} is a paid plan: subscribe to it below.")
+    if workspace.stripe_subscription_id:
+        return _billing_error(
+            request, membership, "Cancel the paid subscription in the billing portal; the plan follows."
+        )
+    services.change_plan(actor=request.user, workspace=workspace, plan=plan)
+    messages.success(request, f"{workspace.name} is now on {plan.name}.")
+    return redirect("workspaces:billing", slug=slug)
+
+
+def _billing_url(request: HttpRequest, slug: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{reverse('workspaces:billing', kwargs={'slug': slug})}"
+
+
+@require_POST
+@login_required
+def checkout(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    workspace = membership.workspace
+    if not billing.enabled():
+        raise Http404("Online payment is not set up.")
+    form = PlanForm(request.POST)
+    if not form.is_valid() or not billing.can_buy(form.cleaned_data["plan"]):
+        return _billing_error(request, membership, "That plan cannot be bought online.")
+    if workspace.stripe_subscription_id:
+        # One subscription per workspace: switching between paid plans happens in the portal.
+        url = billing.portal_url(workspace=workspace, return_url=_billing_url(request, slug))
+    else:
+        url = billing.checkout_url(
+            workspace=workspace,
+            plan=form.cleaned_data["plan"],
+            user=request.user,
+            return_url=_billing_url(request, slug),
+        )
+    return HttpResponseRedirect(url, status=303)
+
+
+@require_POST
+@login_required
+def billing_portal(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    if not billing.enabled() or not membership.workspace.stripe_customer_id:
+        raise Http404("This workspace has no Stripe subscription.")
+    url = billing.portal_url(workspace=membership.workspace, return_url=_billing_url(request, slug))
+    return HttpResponseRedirect(url, status=303)
+
+
+@csrf_exempt  # Stripe cannot send a CSRF token; the signature is what proves the sender
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    if not billing.enabled():
+        raise Http404("Stripe is not configured.")
+    try:
+        billing.handle_webhook(request.body, request.headers.get("Stripe-Signature"))
+    except billing.InvalidWebhook:
+        return HttpResponseBadRequest("Invalid payload or signature.")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+# ---------------------------------------------------------------- connect an AI assistant
+
+
+@require_safe
+@login_required
+def connect(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request, slug)
+    return render(request, "workspaces/connect.html", {"membership": membership})

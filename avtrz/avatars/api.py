@@ -16,8 +16,8 @@ from django.conf import settings
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.monogram import monogram_svg
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
-from avtrz.avatars.services import NeedsDatabase, lookup, meter_lookup
-from workspaces import keys
+from avtrz.avatars.services import NeedsDatabase, lookup, meter_lookup, record_answer
+from workspaces import keys, usage
 
 
 SIZES = (32, 64, 128, 256, 512)
@@ -100,6 +100,7 @@ def answer(query: AvatarQuery, *, cached_only: bool = False) -> Answer:
     if context is None:
         return _error(query, 401, "invalid_key", "This API key is not valid or was revoked.", handle, size)
     if not context.allows(query.origin, query.referer):
+        usage.record(context.meter.workspace_id, "refused_401")
         return _error(
             query,
             401,
@@ -124,6 +125,7 @@ def answer(query: AvatarQuery, *, cached_only: bool = False) -> Answer:
         status = 429 if refusal.code == "rate_limited" else 402
         extra = [("Retry-After", str(refusal.retry_after))] if refusal.retry_after else []
         return _error(query, status, refusal.code, refusal.message, card.label, size, extra)
+    record_answer(context.meter, channel="api", with_photo=digest is not None)
     if digest:
         return Answer(
             302,

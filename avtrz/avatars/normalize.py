@@ -11,6 +11,7 @@ one URL we ever fetch, so a user-supplied URL is never requested as given.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Literal
@@ -68,6 +69,7 @@ class InvalidProfileInput(ValueError):
         self.field = field
 
 
+@functools.lru_cache(maxsize=8192)  # the same few inputs arrive again and again on the hot path
 def normalize_profile_input(linkedin_url: str | None, username: str | None) -> str:
     """Return the canonical handle for exactly one of ``linkedin_url`` or ``username``.
 

@@ -37,6 +37,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from avtrz.hosts import host_matches
+
 
 __all__ = [
     "BlockedAddress",
@@ -50,7 +52,6 @@ __all__ = [
     "UnsupportedURL",
     "blocked_address_reason",
     "fetch",
-    "host_matches",
 ]
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -178,23 +179,6 @@ def fetch(
         finally:
             response.close()
     raise TooManyRedirects(f"more than {max_redirects} redirects (last hop to {urlsplit(url).hostname})")
-
-
-def host_matches(host: str, patterns: Collection[str]) -> bool:
-    """True if ``host`` equals a pattern, or is a subdomain of a ``*.suffix`` pattern.
-
-    ``*.example.com`` matches ``a.example.com`` and ``a.b.example.com`` but not ``example.com``
-    (list both when both are meant), the same rule as the API keys' domain allow-lists.
-    """
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        pattern = pattern.lower().rstrip(".")
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
 
 
 def blocked_address_reason(address: str) -> str | None:

@@ -9,10 +9,12 @@ is how the ASGI fast path answers cache hits without a query.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from kombu.exceptions import OperationalError
 
 from avtrz import hotcache
 from avtrz.avatars import tasks
@@ -20,6 +22,8 @@ from avtrz.avatars.cards import Card, cached_card, load_card, remember
 from avtrz.avatars.models import Profile
 from workspaces import usage
 
+
+log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.1
 SEEN_TTL = 40 * 24 * 3600
@@ -54,10 +58,18 @@ def request_enrichment(handle: str) -> Card:
     try:
         with transaction.atomic():
             profile = Profile.objects.create(handle=handle, status=Profile.Status.ENRICHING)
-            transaction.on_commit(lambda: tasks.enrich_profile.delay(handle))
+            transaction.on_commit(lambda: _queue_enrichment(handle))
     except IntegrityError:  # a concurrent request added it first and queued the work
         return load_card(handle)
     return cached_card(handle) or remember(Card(handle=handle, status=profile.status))
+
+
+def _queue_enrichment(handle: str) -> None:
+    try:
+        tasks.enrich_profile.delay(handle)
+    except OperationalError as exc:
+        # The broker is away: the profile stays `enriching` and the refresh beat queues it again later.
+        log.warning("could not queue enrichment of %s: %s", handle, exc)
 
 
 def _wait_for(handle: str, card: Card, wait_s: float) -> Card:
@@ -75,7 +87,7 @@ def _seen_key(meter: usage.Meter, handle: str) -> str:
 def meter_lookup(
     meter: usage.Meter, handle: str, *, key_id: int | None = None, cached_only: bool = False
 ) -> Refusal | None:
-    """Count one lookup of `handle` for the workspace, or say why it is refused.
+    """Count one lookup of `handle` for the workspace, or say why it is refused (refusals are tallied).
 
     A profile new to the workspace this cycle is counted first (in the database, where the count is
     its own quota check), so the request counter only ever goes up; if the request is then refused,
@@ -88,11 +100,13 @@ def meter_lookup(
     if not seen:
         counted = usage.count_new_profile(meter.period_id, handle)
         if counted is None:
+            usage.record(meter.workspace_id, "refused_402")
             return _quota_refusal(meter, "new profiles", meter.new_profiles_limit)
     admission = usage.admit(meter, key_id=key_id)
     if not admission.allowed:
         if counted:
             usage.uncount_new_profile(meter.period_id, handle)
+        usage.record(meter.workspace_id, "refused_429" if admission.reason == "rate_limited" else "refused_402")
         if admission.reason == "rate_limited":
             return Refusal(
                 "rate_limited",
@@ -104,6 +118,11 @@ def meter_lookup(
     if not seen:
         hotcache.set(seen_key, 1, SEEN_TTL)
     return None
+
+
+def record_answer(meter: usage.Meter, *, channel: str, with_photo: bool) -> None:
+    """Tally an admitted lookup for the daily chart: `channel` is "api" or "mcp"."""
+    usage.record(meter.workspace_id, f"{channel}_{'hits' if with_photo else 'misses'}")
 
 
 def _quota_refusal(meter: usage.Meter, what: str, limit: int) -> Refusal:

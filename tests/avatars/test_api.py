@@ -250,3 +250,18 @@ def test_openapi_document_is_served(client):
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/v1/avatar", "/v1/usage"}
     assert json.dumps(doc)
+
+
+def test_answers_are_tallied_per_day_for_the_chart(client, pk, eileen, linkedin, acme, settings):
+    from workspaces.models import DailyUsage
+
+    linkedin.answer("nobody-at-all", 404)
+    settings.AVTRZ_ENRICH_WAIT_S = 0
+    get(client, key=pk, username="eileen-collins")
+    get(client, key=pk, username="eileen-collins")
+    get(client, key=pk, username="nobody-at-all")
+    locked = services.create_api_key(actor=None, workspace=acme, kind="publishable", name="x", domains=["a.com"])
+    get(client, key=locked, username="eileen-collins", HTTP_ORIGIN="https://b.com")
+    usage.flush_now(force=True)
+    day = DailyUsage.objects.get(workspace=acme)
+    assert (day.api_hits, day.api_misses, day.refused_401) == (2, 1, 1)

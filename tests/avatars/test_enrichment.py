@@ -11,6 +11,7 @@ from PIL import Image
 from avtrz.avatars import enrichment, refresh
 from avtrz.avatars.cards import cached_card
 from avtrz.avatars.models import AvatarImage, Profile
+from tests.avatars.conftest import IMAGES
 
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +180,12 @@ def test_refresh_queues_due_profiles_once(linkedin, django_capture_on_commit_cal
     assert refresh.queue_due_profiles() == 1  # eager: enriched right away
     assert Profile.objects.get(pk=profile.pk).name == "Renamed Person"
     assert refresh.queue_due_profiles() == 0
+
+
+def test_falls_back_to_the_linked_size_when_the_largest_is_refused(linkedin):
+    url = linkedin.photo("face.jpg", photo_id="SIGNED")
+    small_path = url.split("?")[0].removeprefix(linkedin.server.url("").rstrip("/"))
+    linkedin.server.route(small_path.replace("shrink_100_100", "shrink_800_800"), status=403, body=b"signature")
+    linkedin.server.route(small_path, body=(IMAGES / "face.jpg").read_bytes(), headers={"Content-Type": "image/jpeg"})
+    linkedin.profile("signed", photo_url=url)
+    assert enrichment.enrich("signed").current_image is not None

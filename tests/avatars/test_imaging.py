@@ -36,10 +36,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
 
 
@@ -192,9 +189,7 @@ def test_render_is_deterministic():
     assert render_avatar(img, sizes=(128,)) == render_avatar(img, sizes=(128,))
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"), [({"formats": ("gif",)}, "formats"), ({"sizes": (0,)}, "sizes")]
-)
+@pytest.mark.parametrize(("kwargs", "message"), [({"formats": ("gif",)}, "formats"), ({"sizes": (0,)}, "sizes")])
 def test_render_refuses_unknown_formats_and_sizes(kwargs, message):
     with pytest.raises(ValueError, match=message):
         render_avatar(gradient(10, 10), **kwargs)

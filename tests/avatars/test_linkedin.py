@@ -43,9 +43,7 @@ def test_json_ld_graph_profile():
 
 
 def test_open_graph_only_profile():
-    profile = parse_profile_page(
-        page("profile_og_only.html"), "https://in.linkedin.com/in/priya-natarajan-42a1b7"
-    )
+    profile = parse_profile_page(page("profile_og_only.html"), "https://in.linkedin.com/in/priya-natarajan-42a1b7")
     assert profile.name == "Priya Natarajan"
     assert profile.headline is None
     assert profile.summary == "Clinical data lead. #OpenToWork"
@@ -88,9 +86,7 @@ def test_placeholder_photo_is_no_photo():
 def test_relative_and_non_http_images():
     html = '<meta property="og:title" content="A B | LinkedIn"><meta property="og:image" content="{}">'
     base = "https://www.linkedin.com/in/a-b/"
-    assert (
-        parse_profile_page(html.format("/img/a.jpg"), base).photo_url == "https://www.linkedin.com/img/a.jpg"
-    )
+    assert parse_profile_page(html.format("/img/a.jpg"), base).photo_url == "https://www.linkedin.com/img/a.jpg"
     assert parse_profile_page(html.format("data:image/png;base64,AAAA"), base).photo_url is None
     assert parse_profile_page(html.format("javascript:alert(1)"), base).photo_url is None
 
@@ -120,9 +116,7 @@ JSON_LD_KEYS = [
 ]
 json_ld = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.just("Person"),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(JSON_LD_KEYS), inner, max_size=5)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(JSON_LD_KEYS), inner, max_size=5),
     max_leaves=30,
 )
 

@@ -25,8 +25,8 @@ from avtrz.avatars.safe_http import (
     UnsupportedURL,
     blocked_address_reason,
     fetch,
-    host_matches,
 )
+from avtrz.hosts import host_matches
 from tests.fixture_server import FixtureServer, fixture_server
 
 
@@ -341,9 +341,7 @@ def localhost_cert(tmp_path_factory):
     certfile, keyfile = folder / "cert.pem", folder / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return str(certfile), str(keyfile)
 

@@ -1,0 +1,89 @@
+"""The dashboard's live numbers: one snapshot of a workspace's meters and counts, served as JSON
+(`usage.json`, the polling fallback) and pushed to open pages over WebSockets when they change.
+
+Pushes go to the channel-layer group of the workspace; `workspaces.consumers` joins sockets to it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from accounts.connections import list_connections
+from accounts.models import Connection
+from workspaces import services, usage
+from workspaces.models import UsagePeriod, Workspace
+from workspaces.signals import usage_changed
+
+
+log = logging.getLogger(__name__)
+
+
+def group_name(workspace_id: int) -> str:
+    return f"workspace-{workspace_id}"
+
+
+def _meter(used: int, limit: int) -> dict:
+    percent = min(100, used * 100 // limit) if limit else 100
+    return {"used": used, "limit": limit, "percent": percent, "level": level(percent)}
+
+
+def level(percent: int) -> str:
+    """How worried the meter should look: the same thresholds the owners are emailed at."""
+    return "full" if percent >= 100 else "high" if percent >= 80 else "ok"
+
+
+def snapshot(workspace: Workspace, period: UsagePeriod | None = None) -> dict:
+    """The workspace's numbers now: the live request count, not just what was last written."""
+    period = period or usage.current_period(workspace)
+    return {
+        "plan": workspace.plan.name,
+        "requests": _meter(usage.requests_used(usage.meter_for_period(period)), period.requests_limit),
+        "new_profiles": _meter(period.avatar_new_profiles, period.new_profiles_limit),
+        "resets_at": period.ends_at.isoformat(),
+        "resets_on": f"{period.ends_at.day} {period.ends_at:%b %Y}",
+        "keys": workspace.api_keys.active().count(),
+        "connections": list_connections(workspace).count(),
+    }
+
+
+def push(workspace: Workspace, kind: str, data: dict) -> None:
+    """Send to every open dashboard page of the workspace. Best effort: a page that misses a push
+    catches up on its next poll, so a channel-layer hiccup must not fail the caller."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            group_name(workspace.pk), {"type": "workspace.update", "kind": kind, "data": data}
+        )
+    except Exception:
+        log.exception("live update for workspace %s failed", workspace.pk)
+
+
+@receiver(usage_changed)
+def usage_written(sender, *, workspace_id: int, **kwargs) -> None:
+    """After the flusher wrote usage: push the meters, and warn owners of a quota nearly spent
+    (here, because this is where fresh counts are already at hand)."""
+    workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
+    if workspace is None:
+        return
+    period = usage.current_period(workspace)
+    data = snapshot(workspace, period)
+    services.warn_quota_thresholds(period, requests_used=data["requests"]["used"])
+    push(workspace, "usage", data)
+
+
+@receiver(post_save, sender=Connection)
+def connection_saved(sender, instance: Connection, **kwargs) -> None:
+    """A connection was made, re-authorized or revoked: refresh open connection lists once committed."""
+    workspace_id = instance.workspace_id
+
+    def send() -> None:
+        workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
+        if workspace is not None:
+            push(workspace, "connections", snapshot(workspace))
+
+    transaction.on_commit(send)
