@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from django.db import connection
 
 
@@ -129,3 +130,30 @@ def uvicorn_cmd(port: int, workers: int = 1) -> list[str]:
         str(workers),
         "--no-access-log",
     ]
+
+
+def with_server_password(user) -> None:
+    """Give `user` the tests' PASSWORD hashed as a server process expects: servers started by tests run
+    with the production password hashers, not the fast one the test process uses."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    from tests.factories import PASSWORD
+
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(PASSWORD, hasher.salt())
+    user.save(update_fields=["password"])
+
+
+def sign_in(base: str, user) -> requests.Session:
+    """`user` signed in to the server at `base` through the login form, as a browser session."""
+    from tests.factories import PASSWORD
+    from tests.oauth.oauthutil import form_fields
+
+    with_server_password(user)
+    session = requests.Session()
+    page = session.get(f"{base}/accounts/login/", timeout=10)
+    fields = dict(form_fields(page.text))
+    fields.update(username=user.email, password=PASSWORD)
+    response = session.post(f"{base}/accounts/login/", data=fields, allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+    return session

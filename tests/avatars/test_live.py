@@ -111,3 +111,34 @@ def test_fifty_concurrent_requests_never_pass_the_quota(tmp_path, settings, dire
     assert new.count(200) == 10 and new.count(402) == 15  # monograms: the source knows none of them
     assert beta_meters["avatar_new_profiles"]["used"] == 10
     assert beta_meters["avatar_requests"]["used"] == 10  # refused lookups are not billed
+
+
+@pytest.mark.redis
+def test_revoking_a_key_stops_it_on_every_worker_at_once(tmp_path, settings, directory, acme, alice):
+    """Each worker answers warm hits from its own memory; revocation must reach all of them."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    raw = workspace_services.create_api_key(actor=alice, workspace=acme, kind="publishable", name="Web")
+    key = acme.api_keys.get()
+    port = services.free_port()
+    with serve(tmp_path, port, workers=2, REDIS_URL=services.redis_url()):
+        base = f"http://127.0.0.1:{port}"
+        params = {"key": raw, "username": "eileen-collins"}
+
+        def statuses(n):
+            return [
+                requests.get(f"{base}/v1/avatar", params=params, timeout=10, allow_redirects=False).status_code
+                for _ in range(n)
+            ]
+
+        warm = statuses(30)
+        owner = services.sign_in(base, alice)
+        revoke = owner.post(
+            f"{base}/w/acme/keys/{key.uid}/revoke/",
+            data={"csrfmiddlewaretoken": owner.cookies["csrftoken"]},
+            allow_redirects=False,
+            timeout=10,
+        )
+        after = statuses(30)
+    assert warm == [302] * 30
+    assert revoke.status_code == 302
+    assert after == [401] * 30

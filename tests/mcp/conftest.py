@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 import requests
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from mcp import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -21,8 +20,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from avtrz.avatars.directory import import_profile
 from tests import services
 from tests.avatars.conftest import IMAGES
-from tests.factories import PASSWORD
-from tests.oauth.oauthutil import consent_decision, form_fields, query
+from tests.oauth.oauthutil import consent_decision, query
 
 
 T = TypeVar("T")
@@ -67,21 +65,6 @@ def serve(tmp_path, settings):
             yield f"http://127.0.0.1:{port}"
 
     return _serve
-
-
-def sign_in(base: str, user) -> requests.Session:
-    """``user`` signed in through the login form, as a browser session."""
-    # The server runs with the production password hashers, not the tests' fast one.
-    hasher = PBKDF2PasswordHasher()
-    user.password = hasher.encode(PASSWORD, hasher.salt())
-    user.save(update_fields=["password"])
-    browser = requests.Session()
-    page = browser.get(f"{base}/accounts/login/", timeout=10)
-    fields = dict(form_fields(page.text))
-    fields.update(username=user.email, password=PASSWORD)
-    response = browser.post(f"{base}/accounts/login/", data=fields, allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    return browser
 
 
 @dataclass

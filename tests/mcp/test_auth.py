@@ -12,7 +12,8 @@ from oauth2_provider.models import AccessToken
 from accounts.connections import revoke_connection
 from accounts.models import Connection
 from accounts.oauth import issuer, mcp_resource_url
-from tests.mcp.conftest import MemoryStorage, call, sign_in, with_client
+from tests.mcp.conftest import MemoryStorage, call, with_client
+from tests.services import sign_in
 
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,7 +13,8 @@ from PIL import Image
 
 from accounts.connections import workspace_for_access_token
 from accounts.oauth import mcp_resource_url
-from tests.mcp.conftest import EILEEN, MemoryStorage, sign_in, with_client
+from tests.mcp.conftest import EILEEN, MemoryStorage, with_client
+from tests.services import sign_in
 from workspaces.models import ApiKey
 
 

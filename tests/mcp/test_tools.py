@@ -14,7 +14,8 @@ from PIL import Image
 
 from avtrz.avatars.monogram import monogram_colour
 from tests.factories import MembershipFactory, WorkspaceFactory
-from tests.mcp.conftest import MemoryStorage, sign_in, with_client
+from tests.mcp.conftest import MemoryStorage, with_client
+from tests.services import sign_in
 from workspaces import services as workspace_services
 from workspaces.models import Membership, Plan
 

@@ -6,7 +6,6 @@ import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from playwright.sync_api import sync_playwright
 
 from accounts.connections import workspace_for_access_token
@@ -31,9 +30,7 @@ ARTIFACTS = services.ROOT / "tests" / "artifacts"
 
 def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, globex, settings, tmp_path):
     chromium = services.chromium_path()
-    hasher = PBKDF2PasswordHasher()  # the server runs with the production hashers
-    alice.password = hasher.encode(PASSWORD, hasher.salt())
-    alice.save(update_fields=["password"])
+    services.with_server_password(alice)
     ARTIFACTS.mkdir(exist_ok=True)
     port = services.free_port()
     base = settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"

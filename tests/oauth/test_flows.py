@@ -17,7 +17,6 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
@@ -35,8 +34,7 @@ from oauth2_provider.models import RefreshToken
 from accounts.connections import workspace_for_access_token
 from accounts.models import Connection
 from tests import services
-from tests.factories import PASSWORD
-from tests.oauth.oauthutil import CLAUDE, SCOPE, consent_decision, form_fields, query
+from tests.oauth.oauthutil import CLAUDE, SCOPE, consent_decision, query
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,17 +78,7 @@ def metadata(server) -> dict:
 @pytest.fixture
 def user(server, alice, acme) -> requests.Session:
     """Alice, signed in over HTTP through the login form."""
-    # The server runs with the production password hashers, not the tests' fast one.
-    hasher = PBKDF2PasswordHasher()
-    alice.password = hasher.encode(PASSWORD, hasher.salt())
-    alice.save(update_fields=["password"])
-    session = requests.Session()
-    page = session.get(f"{server}/accounts/login/", timeout=10)
-    fields = dict(form_fields(page.text))
-    fields.update(username="alice@example.com", password=PASSWORD)
-    response = session.post(f"{server}/accounts/login/", data=fields, allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    return session
+    return services.sign_in(server, alice)
 
 
 def register(metadata: dict, **fields) -> dict:
