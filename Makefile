@@ -7,6 +7,11 @@ PORT ?= 8000
 
 .PHONY: run test lint bench clean
 
+# Development enriches profiles from the app's own stand-in for LinkedIn (avtrz/avatars/demo_source.py),
+# so `make run` works offline and never fetches from the internet. Set LINKEDIN_BASE_URL to override.
+DEMO_SOURCE = LINKEDIN_BASE_URL=$${LINKEDIN_BASE_URL:-http://$(HOST):$(PORT)/demo-linkedin} \
+	AVTRZ_PHOTO_HOSTS=$${AVTRZ_PHOTO_HOSTS:-$(HOST)} AVTRZ_FETCH_ALLOW_PRIVATE=$${AVTRZ_FETCH_ALLOW_PRIVATE:-$(HOST)}
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -29,7 +34,7 @@ run: $(VENV)/.runtime
 	@echo "  Avatar API            http://$(HOST):$(PORT)/v1/avatar"
 	@echo "  MCP connector URL     http://$(HOST):$(PORT)/mcp"
 	@echo ""
-	DEBUG=$${DEBUG:-true} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} \
+	DEBUG=$${DEBUG:-true} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(DEMO_SOURCE) \
 		$(BIN)/uvicorn avtrz.asgi:application --host $(HOST) --port $(PORT) --no-access-log
 
 test: $(VENV)/.dev

@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from avtrz import docs, views
+from avtrz.avatars import demo_source
 
 
 urlpatterns = [
@@ -14,6 +16,10 @@ urlpatterns = [
     path("docs/", include((docs.urlpatterns, "docs"))),
     path("admin/", admin.site.urls),
 ]
+
+if settings.DEBUG:
+    # Development stands in for LinkedIn itself, so `make run` enriches profiles without the internet.
+    urlpatterns += demo_source.urlpatterns
 
 admin.site.site_header = "Avtrz support"
 admin.site.site_title = "Avtrz support"

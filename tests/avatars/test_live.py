@@ -142,3 +142,22 @@ def test_revoking_a_key_stops_it_on_every_worker_at_once(tmp_path, settings, dir
     assert warm == [302] * 30
     assert revoke.status_code == 302
     assert after == [401] * 30
+
+
+def test_development_enriches_from_its_own_stand_in_for_linkedin(tmp_path, settings, acme, alice):
+    """`make run` never reaches the internet: unknown handles are looked up on the app's demo source."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    raw = workspace_services.create_api_key(actor=alice, workspace=acme, kind="publishable", name="Web")
+    port = services.free_port()
+    base = f"http://127.0.0.1:{port}"
+    source = dict(LINKEDIN_BASE_URL=f"{base}/demo-linkedin", AVTRZ_PHOTO_HOSTS="127.0.0.1")
+    with serve(tmp_path, port, AVTRZ_FETCH_ALLOW_PRIVATE="127.0.0.1", **source):
+        known = requests.get(
+            f"{base}/v1/avatar", params={"key": raw, "username": "ada-demo"}, timeout=30, allow_redirects=False
+        )
+        unknown = requests.get(
+            f"{base}/v1/avatar", params={"key": raw, "username": "nobody-demo"}, timeout=30, allow_redirects=False
+        )
+    assert known.status_code == 302
+    assert unknown.status_code == 200
+    assert unknown.headers["Content-Type"] == "image/svg+xml"
