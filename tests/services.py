@@ -23,6 +23,17 @@ from django.db import connection
 
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots from browser tests, git-ignored
+# Debian's chromium, headless, with the background networking this closed machine would refuse turned off.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 SKIPPED_SERVICES: set[str] = set()
 

@@ -2,17 +2,12 @@
 non-loopback addresses only ever go through the pure classification function, or through a
 resolver stub whose answer is refused before any connection is made."""
 
-import datetime as dt
 import gzip
 import socket
 import time
 
 import pytest
 import urllib3.util.connection
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from avtrz.avatars.safe_http import (
     BlockedAddress,
@@ -28,6 +23,7 @@ from avtrz.avatars.safe_http import (
 )
 from avtrz.hosts import host_matches
 from tests.fixture_server import FixtureServer, fixture_server
+from tests.tls import self_signed
 
 
 server = fixture_server()
@@ -322,28 +318,7 @@ def test_unsupported_urls(url):
 @pytest.fixture(scope="module")
 def localhost_cert(tmp_path_factory):
     """A self-signed certificate for the name "localhost" only."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(certfile), str(keyfile)
+    return self_signed(tmp_path_factory.mktemp("tls"), "localhost")
 
 
 def test_https_verifies_the_hostname_not_the_pinned_ip(localhost_cert):

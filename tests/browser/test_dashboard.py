@@ -13,17 +13,9 @@ from tests import services
 
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# CI machines are small and busy: give the page time rather than fail on a slow second.
+expect.set_options(timeout=15_000)
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = services.ROOT / "tests" / "artifacts"
 IMAGES = services.ROOT / "tests" / "fixtures" / "images"
 PASSWORD = "a long and unusual passphrase 42"
 
@@ -46,7 +38,7 @@ def _render_snippet(browser, snippet: str) -> tuple[dict, int]:
 
 def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
     chromium = services.chromium_path()
-    ARTIFACTS.mkdir(exist_ok=True)
+    services.ARTIFACTS.mkdir(exist_ok=True)
     import_profile({"handle": "eileen-collins", "name": "Eileen Collins", "photo_file": "face.jpg"}, base_dir=IMAGES)
     port = services.free_port()
     base = settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
@@ -56,7 +48,7 @@ def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
         services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"),
         sync_playwright() as playwright,
     ):
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         page = context.new_page()
@@ -83,7 +75,7 @@ def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
         page.get_by_role("button", name="Copy key").click()
         expect(page.get_by_role("button", name="Copied")).to_be_visible()
         assert page.evaluate("navigator.clipboard.readText()") == raw
-        page.screenshot(path=str(ARTIFACTS / "dashboard-key-created.png"), full_page=True)
+        page.screenshot(path=str(services.ARTIFACTS / "dashboard-key-created.png"), full_page=True)
         snippet = page.locator("#snippet-img").inner_text()
         assert f"key={raw}" in snippet
         key_page = page.url
@@ -111,7 +103,7 @@ def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
             ("settings", "settings/"),
         ]:
             page.goto(f"{base}/w/orbit-labs/{path}")
-            page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+            page.screenshot(path=str(services.ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
 
         page.goto(key_page)
         page.get_by_text("Revoke this key…").click()

@@ -16,22 +16,11 @@ from tests.oauth.oauthutil import CLAUDE, SCOPE, query
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = services.ROOT / "tests" / "artifacts"
-
 
 def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, globex, settings, tmp_path):
     chromium = services.chromium_path()
     services.with_server_password(alice)
-    ARTIFACTS.mkdir(exist_ok=True)
+    services.ARTIFACTS.mkdir(exist_ok=True)
     port = services.free_port()
     base = settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
 
@@ -50,7 +39,7 @@ def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, glob
         )
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             # Claude is not reachable from the test; its callback is answered here and recorded.
             page.route("https://claude.ai/**", lambda route: route.fulfill(status=200, body="connected"))
@@ -67,7 +56,7 @@ def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, glob
             page.get_by_label("email See your email address").uncheck()
             page.get_by_text("Switch", exact=True).click()
             page.get_by_label("Bind this connection to").select_option("globex")
-            page.screenshot(path=str(ARTIFACTS / "consent.png"), full_page=True)
+            page.screenshot(path=str(services.ARTIFACTS / "consent.png"), full_page=True)
 
             page.get_by_role("button", name="Authorize").click()
             page.wait_for_url("https://claude.ai/**")
@@ -81,4 +70,4 @@ def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, glob
 
     assert token["scope"] == "openid profile offline_access"
     assert workspace_for_access_token(token["access_token"])[1] == globex
-    assert (ARTIFACTS / "consent.png").stat().st_size > 10_000
+    assert (services.ARTIFACTS / "consent.png").stat().st_size > 10_000
