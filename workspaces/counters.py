@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 LEASE_IDLE_S = 1.0
-LEASE_MAX = 64
-LEASE_SHARE = 16  # a lease takes at most 1/16 of the room left
+# A lease takes at most 1/16 of the room left and never more than LEASE_MAX tokens: large enough that a
+# busy process asks Redis a few dozen times a second, small enough that idle leases hold back little.
+LEASE_MAX = 512
+LEASE_SHARE = 16
 
 _LEASE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])

@@ -7,11 +7,14 @@ the period ends (at most an hour) and dropped the moment the key, its domains or
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from avtrz import hotcache
+from django.conf import settings
+
+from avtrz import hotcache, throttle
 from avtrz.hosts import host_matches
 from workspaces.models import ApiKey, Workspace, key_digest
 from workspaces.usage import Meter, meter_for
@@ -22,6 +25,9 @@ MAX_TTL = 3600
 # Unknown keys are remembered briefly, so guessing keys cannot turn into a database load.
 UNKNOWN_TTL = 60
 UNKNOWN = "unknown"
+# Invalid keys counted per client address (avtrz.throttle), so cycling new random keys, each of
+# which misses the cache above and reaches the database, is cut off after a few dozen tries.
+GUESS_SCOPE = "invalid-key"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class KeyContext:
         return host is not None and host_matches(host, self.allowed_domains)
 
 
+@functools.lru_cache(maxsize=4096)  # a SHA-256 per hit adds up; the same keys come back all day
 def cache_key(raw: str) -> str:
     return CACHE_PREFIX + key_digest(raw)
 
@@ -87,6 +94,21 @@ def load_context(raw: str) -> KeyContext | None:
     ttl = max(1, min(MAX_TTL, int(context.meter.period_ends_at - time.time())))
     hotcache.set(cache_key(raw), context, ttl)
     return context
+
+
+def guessing_retry_after(client_ip: str, raw: str) -> int:
+    """Seconds until `client_ip` may try keys again, once it sent AVTRZ_INVALID_KEY_LIMIT invalid
+    keys in a window; 0 when it may go on. A key already cached as valid always passes: the fast
+    path would serve it anyway, and callers with working keys are not held back by someone guessing
+    from the same address. Checked before the key is looked up, so a blocked guesser learns nothing."""
+    if isinstance(cached_context(raw), KeyContext):
+        return 0
+    window = throttle.peek(GUESS_SCOPE, client_ip, settings.AVTRZ_INVALID_KEY_WINDOW_S)
+    return max(1, window.retry_after) if window.count >= settings.AVTRZ_INVALID_KEY_LIMIT else 0
+
+
+def note_invalid_key(client_ip: str) -> None:
+    throttle.hit(GUESS_SCOPE, client_ip, settings.AVTRZ_INVALID_KEY_WINDOW_S)
 
 
 def forget_key(key: ApiKey) -> None:
