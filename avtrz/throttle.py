@@ -1,6 +1,8 @@
 """A small fixed-window counter over the cache, shared by every rate limit that is not hot.
 
-The cache is Redis in production, so limits hold across processes; `incr` is atomic there.
+The cache is Redis in production, so limits hold across processes; `incr` is atomic there. When the
+cache cannot be reached these limits fail open (count zero): refusing every sign-in or registration
+because Redis is down would turn a cache outage into a full outage.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 
 @dataclass(frozen=True)
@@ -26,22 +29,31 @@ def _key(scope: str, ident: str, window_s: int) -> tuple[str, int]:
 def hit(scope: str, ident: str, window_s: int) -> Window:
     """Count one event and return the count in the current window."""
     key, remaining = _key(scope, ident, window_s)
-    if cache.add(key, 1, timeout=window_s + 1):
-        return Window(1, remaining)
     try:
-        return Window(cache.incr(key), remaining)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window_s + 1)
-        return Window(1, remaining)
+        if cache.add(key, 1, timeout=window_s + 1):
+            return Window(1, remaining)
+        try:
+            return Window(cache.incr(key), remaining)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=window_s + 1)
+            return Window(1, remaining)
+    except RedisError:
+        return Window(0, remaining)
 
 
 def peek(scope: str, ident: str, window_s: int) -> Window:
     key, remaining = _key(scope, ident, window_s)
-    return Window(cache.get(key, 0), remaining)
+    try:
+        return Window(cache.get(key, 0), remaining)
+    except RedisError:
+        return Window(0, remaining)
 
 
 def reset(scope: str, ident: str, window_s: int) -> None:
-    cache.delete(_key(scope, ident, window_s)[0])
+    try:
+        cache.delete(_key(scope, ident, window_s)[0])
+    except RedisError:
+        pass  # the window expires by itself
 
 
 def client_ip(request) -> str:
