@@ -58,7 +58,7 @@ def _assert_sections(html: str, redirect_uri: str) -> None:
         "Security",
         f'<code class="consent-uri">{redirect_uri}</code>',
         "OAuth 2.1 with PKCE",
-        'href="/dashboard/"',
+        'href="/w/acme/connections/"',  # where the connection can be revoked
         ">Authorize</button>",
         ">Deny</button>",
         'name="csrfmiddlewaretoken"',
