@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean prod-local
 
 # Development enriches profiles from the app's own stand-in for LinkedIn (avtrz/avatars/demo_source.py),
 # so `make run` works offline and never fetches from the internet. Set LINKEDIN_BASE_URL to override.
@@ -39,6 +39,11 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/pytest
+
+# The production shape on this machine (not a set-up command): needs DATABASE_URL (PostgreSQL), REDIS_URL,
+# SECRET_KEY and OIDC_RSA_PRIVATE_KEY; see README "Deploy".
+prod-local: $(VENV)/.runtime
+	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bin/prod-local
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

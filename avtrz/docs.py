@@ -56,7 +56,16 @@ ERROR_CODES = {
         402,
         "The workspace used its monthly requests or new profiles. The message names the plan and the reset date.",
     ),
-    "rate_limited": (429, "Too many requests per second for the workspace's plan. Wait Retry-After seconds."),
+    "rate_limited": (
+        429,
+        "Too many requests per second for the workspace's plan, or too many invalid keys from your address. "
+        "Wait Retry-After seconds.",
+    ),
+    "unavailable": (
+        503,
+        "The database is briefly out of reach (a restart or failover). Retry after Retry-After seconds; "
+        "avatars already cached keep answering meanwhile.",
+    ),
 }
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
+
+log = logging.getLogger(__name__)
 
 # Everything the app renders comes from its own origin: vendored CSS/JS, no inline script.
 # Images may also be data: URIs (SVG monograms) and the durable image host.
@@ -25,4 +30,34 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response and response.get("Content-Type", "").startswith("text/html"):
             response["Content-Security-Policy"] = DEFAULT_POLICY
+        return response
+
+
+# A restart or failover of the database takes seconds.
+DATABASE_RETRY_AFTER_S = 5
+
+
+class DatabaseUnavailableMiddleware:
+    """A database that cannot be reached answers 503 with Retry-After (JSON on /v1/*, a short page
+    elsewhere) instead of a 500 with a traceback: callers know to retry, and each request opens a
+    fresh connection (DB_CONN_MAX_AGE 0, health checks), so the app recovers when the database does."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+        if request.path.startswith("/v1/"):
+            message = "The service is briefly unavailable. Retry in a few seconds."
+            response = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
+        else:
+            # Rendered without the request: context processors would query the database again.
+            response = HttpResponse(render_to_string("503.html"), status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        response["Cache-Control"] = "no-store"
         return response

@@ -7,6 +7,7 @@ Production sets DATABASE_URL, REDIS_URL, SECRET_KEY, PUBLIC_BASE_URL and DEBUG=f
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -101,10 +102,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "avtrz.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "avtrz.middleware.ContentSecurityPolicyMiddleware",
+    "avtrz.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -189,8 +192,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 90
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late a task that outlives the visibility timeout would be re-delivered while still
-# running; keep it well above the hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# running; keep it well above the hard time limit. It is also how long a task whose worker died waits
+# to be delivered again.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
@@ -242,6 +246,27 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# Images (avatar renditions and source photos, all named by content hash) go to S3-compatible object
+# storage when a bucket is named; AVTRZ_IMAGE_BASE_URL then points durable URLs at the bucket or its CDN.
+AVTRZ_STORAGE = envstr("AVTRZ_STORAGE", "s3" if envstr("AWS_STORAGE_BUCKET_NAME") else "local")
+if AVTRZ_STORAGE == "s3":
+    if not envstr("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("AVTRZ_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    STORAGES["default"] = {
+        "BACKEND": "avtrz.storage.ImageStorage",
+        "OPTIONS": {
+            "bucket_name": envstr("AWS_STORAGE_BUCKET_NAME"),
+            # None lets boto3 use its own defaults and credential chain (instance roles, profiles).
+            "endpoint_url": envstr("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": envstr("AWS_S3_REGION_NAME") or None,
+            "access_key": envstr("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": envstr("AWS_SECRET_ACCESS_KEY") or None,
+            # Public, content-addressed objects: plain URLs, no expiring signatures.
+            "querystring_auth": False,
+        },
+    }
+elif AVTRZ_STORAGE != "local":
+    raise ImproperlyConfigured(f"AVTRZ_STORAGE must be local or s3, not {AVTRZ_STORAGE!r}")
 # Serve straight from static/ during development and tests, no collectstatic step needed.
 WHITENOISE_USE_FINDERS = DEBUG or TESTING
 if WHITENOISE_USE_FINDERS:
@@ -263,18 +288,62 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
 
 # ---------------------------------------------------------------- logging
+# JSON lines in production (one object per record, with the request id), readable lines in development.
+LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or TESTING else "json")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "avtrz.logs.RequestIdFilter"},
+        "redact": {"()": "avtrz.logs.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "avtrz.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "redact"]}
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
+        # uvicorn installs its own handlers before Django starts; this puts its lines in the same format.
+        "uvicorn.error": {"handlers": ["console"], "propagate": False},
+        # Without Django's own handlers (plain console lines in DEBUG, mail to ADMINS with the whole request),
+        # its records reach the root handler only, redacted and formatted like the rest.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         # The MCP SDK logs every request at INFO; its warnings and errors are what matter.
         "mcp": {"level": envstr("MCP_LOG_LEVEL", "WARNING")},
     },
 }
+
+# uvicorn's access log prints query strings, keys included: when it is on (no --no-access-log, which
+# leaves it without handlers), it goes through the same redaction and format.
+if logging.getLogger("uvicorn.access").handlers:
+    LOGGING["loggers"]["uvicorn.access"] = {"handlers": ["console"], "propagate": False}
+
+# ---------------------------------------------------------------- health, error reporting
+# Each of /healthz's checks (database, cache, broker) must answer within this many seconds.
+HEALTH_CHECK_TIMEOUT_S = envfloat("HEALTH_CHECK_TIMEOUT_S", 2.0)
+SENTRY_DSN = envstr("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from avtrz.logs import sentry_before_send
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=envstr("SENTRY_ENVIRONMENT", "production"),
+        traces_sample_rate=envfloat("SENTRY_TRACES_SAMPLE_RATE", 0.0),
+        # No user emails, addresses or cookies; keys and tokens are cut out of whatever is left.
+        send_default_pii=False,
+        before_send=sentry_before_send,
+    )
 
 # ---------------------------------------------------------------- product
 # The plan a new workspace starts on (a Plan.code).
@@ -287,6 +356,10 @@ AVTRZ_KEY_DERIVATION_SECRET = envstr("AVTRZ_KEY_DERIVATION_SECRET", SECRET_KEY)
 AVTRZ_BACKGROUND_FLUSH = envbool("AVTRZ_BACKGROUND_FLUSH", not TESTING)
 # Namespace of the usage and rate counters in Redis.
 AVTRZ_COUNTER_PREFIX = envstr("AVTRZ_COUNTER_PREFIX", "avtrz:")
+# Invalid API keys a client address may send to /v1/avatar and /v1/usage per window before it gets
+# 429 (workspaces.keys.guessing_retry_after); keys already known to be valid are not held back.
+AVTRZ_INVALID_KEY_LIMIT = envint("AVTRZ_INVALID_KEY_LIMIT", 30)
+AVTRZ_INVALID_KEY_WINDOW_S = envint("AVTRZ_INVALID_KEY_WINDOW_S", 60)
 # Where "contact support" links go (plan changes without Stripe, Scale plan enquiries).
 AVTRZ_SUPPORT_EMAIL = envstr("AVTRZ_SUPPORT_EMAIL", "support@avtrz.dev")
 CELERY_BEAT_SCHEDULE |= {
@@ -310,6 +383,10 @@ AVTRZ_PHOTO_HOSTS = envlist("AVTRZ_PHOTO_HOSTS", "media.licdn.com,*.licdn.com")
 AVTRZ_FETCH_ALLOW_PRIVATE = envlist("AVTRZ_FETCH_ALLOW_PRIVATE")
 AVTRZ_FETCH_CONNECT_TIMEOUT_S = envfloat("AVTRZ_FETCH_CONNECT_TIMEOUT_S", 3.0)
 AVTRZ_FETCH_READ_TIMEOUT_S = envfloat("AVTRZ_FETCH_READ_TIMEOUT_S", 5.0)
+# After this many profile fetches in a row failed or were blocked, nothing is fetched for
+# AVTRZ_UPSTREAM_BREAKER_OPEN_S seconds (avtrz.avatars.breaker).
+AVTRZ_UPSTREAM_BREAKER_FAILURES = envint("AVTRZ_UPSTREAM_BREAKER_FAILURES", 5)
+AVTRZ_UPSTREAM_BREAKER_OPEN_S = envint("AVTRZ_UPSTREAM_BREAKER_OPEN_S", 60)
 # How long a request for an unknown profile waits for enrichment before answering with the monogram.
 AVTRZ_ENRICH_WAIT_S = envfloat("AVTRZ_ENRICH_WAIT_S", 2.0)
 # Resolved profiles are re-checked at least this often, and before their photo URL expires.

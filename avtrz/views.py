@@ -1,9 +1,20 @@
 """Site-wide pages that belong to no single app."""
 
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
+
+from avtrz.celery import app as celery_app
+
+
+logger = logging.getLogger(__name__)
 
 
 @require_safe
@@ -11,9 +22,55 @@ def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "landing.html")
 
 
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        # A pool thread's own connection: no request ends to close it, and connecting is part of the check.
+        connection.close()
+    return "ok"
+
+
+def _check_cache() -> str:
+    cache.set("healthz", "ok", 10)
+    if cache.get("healthz") != "ok":
+        raise RuntimeError("the cache did not keep a value")
+    return "ok"
+
+
+def _check_broker() -> str:
+    if celery_app.conf.task_always_eager:
+        return "eager"  # no broker: tasks run in-process
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0, timeout=settings.HEALTH_CHECK_TIMEOUT_S)
+    return "ok"
+
+
+CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+# Checks run off the request thread so a hung service costs a pool thread, not Django's one sync thread.
+_pool = ThreadPoolExecutor(max_workers=2 * len(CHECKS), thread_name_prefix="healthz")
+
+
 @require_safe
-def health(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers: the process answers and the database takes a query."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+async def health(request: HttpRequest) -> JsonResponse:
+    """Readiness for load balancers: the database, the cache and the broker each answer in time."""
+    loop = asyncio.get_running_loop()
+    futures = {name: loop.run_in_executor(_pool, check) for name, check in CHECKS.items()}
+    await asyncio.wait(futures.values(), timeout=settings.HEALTH_CHECK_TIMEOUT_S)
+    checks = {}
+    for name, future in futures.items():
+        if not future.done():
+            future.cancel()
+            checks[name] = "timeout"
+        elif future.exception() is not None:
+            logger.warning("health check %s failed: %s", name, future.exception())
+            checks[name] = "error"
+        else:
+            checks[name] = future.result()
+    healthy = all(result in {"ok", "eager"} for result in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", "checks": checks},
+        status=200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -34,7 +34,7 @@ def wait_for(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"server on {port} did not start")
 
 
-def uvicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def uvicorn(app: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
     cmd = [
         PYTHON,
         "-m",
@@ -51,6 +51,8 @@ def uvicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
         "httptools",
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
     ]
     process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
     wait_for(port)

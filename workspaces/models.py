@@ -214,6 +214,10 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
     def for_key(self, raw: str) -> ApiKey | None:
         """The live key matching `raw`, looked up by digest: the clear key is never stored."""
+        # No secret is ever compared here, so there is nothing for a timing attack to measure: the
+        # database compares SHA-256 digests in an indexed (unique) column, and how long that takes
+        # depends on the digest of the guess, which an attacker cannot steer towards a stored one
+        # without inverting SHA-256. hmac.compare_digest would only matter if we compared raw keys.
         if not ApiKey.looks_like_key(raw):
             return None
         return self.active().select_related("workspace", "workspace__plan").filter(digest=key_digest(raw)).first()

@@ -71,7 +71,9 @@ def parse(params: Mapping[str, str], headers: Mapping[str, str], *, method: str)
     )
 
 
-def answer(query: AvatarQuery, *, cached_only: bool = False) -> Answer:
+def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | None = None) -> Answer:
+    """The answer to `query`. The Django view passes `client_ip`, which limits invalid keys per address:
+    only keys the cache does not know reach the view, so that is where guessing keys costs us."""
     # Parameters first: a malformed request is the caller's bug whatever the key.
     try:
         handle = normalize_profile_input(query.linkedin_url, query.username)
@@ -96,8 +98,15 @@ def answer(query: AvatarQuery, *, cached_only: bool = False) -> Answer:
             handle,
             size,
         )
+    if client_ip is not None:
+        retry_after = keys.guessing_retry_after(client_ip, query.key)
+        if retry_after:
+            message = f"Too many invalid API keys from this address. Retry in {retry_after} s."
+            return _error(query, 429, "rate_limited", message, handle, size, [("Retry-After", str(retry_after))])
     context = _key_context(query.key, cached_only)
     if context is None:
+        if client_ip is not None:
+            keys.note_invalid_key(client_ip)
         return _error(query, 401, "invalid_key", "This API key is not valid or was revoked.", handle, size)
     if not context.allows(query.origin, query.referer):
         usage.record(context.meter.workspace_id, "refused_401")

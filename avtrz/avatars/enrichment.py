@@ -2,7 +2,8 @@
 
 Runs in a Celery task (in-process on the embedded default). Every fetch goes through `safe_http`
 with strict timeouts, size caps and host allow-lists; LinkedIn's anti-bot answers mark the profile
-*blocked* and schedule a retry with backoff, they never turn into "no photo".
+*blocked* and schedule a retry with backoff, they never turn into "no photo". A run of failed or
+blocked fetches opens a circuit breaker (`breaker`) that pauses fetching for every worker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from avtrz.avatars import imaging, linkedin, safe_http
+from avtrz.avatars import breaker, imaging, linkedin, safe_http
 from avtrz.avatars.cards import card_for, remember
 from avtrz.avatars.models import AvatarImage, Profile
 
@@ -52,14 +53,18 @@ def _fetch(url: str, *, allowed_hosts: list[str] | None, max_bytes: int, accept:
 def enrich(handle: str) -> Profile:
     """Check one profile against the source and bring the directory and the cache up to date."""
     profile, _ = Profile.objects.get_or_create(handle=handle)
+    if breaker.is_open():
+        return _retry_later(profile, "not fetched (the profile source's circuit is open)")
     page_url = profile_page_url(handle)
     try:
         page = _fetch(page_url, allowed_hosts=[settings.LINKEDIN_HOST], max_bytes=PAGE_MAX_BYTES, accept="text/html")
     except safe_http.FetchError as exc:
         log.warning("profile fetch failed for %s: %s", handle, exc)
+        breaker.record(ok=False)
         return _retry_later(profile, "error")
     html = page.body.decode("utf-8", errors="replace")
     outcome = linkedin.classify_response(page.status, html, page.final_url)
+    breaker.record(ok=outcome in (linkedin.Outcome.OK, linkedin.Outcome.NOT_FOUND))
     if outcome == linkedin.Outcome.NOT_FOUND:
         return _finish(profile, Profile.Status.NOT_FOUND, next_check=timezone.now() + NOT_FOUND_RECHECK)
     if outcome != linkedin.Outcome.OK:

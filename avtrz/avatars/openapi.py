@@ -24,6 +24,17 @@ def _error_response(description: str, *, retry_after: bool = False) -> dict:
     return response
 
 
+# avtrz.middleware.DatabaseUnavailableMiddleware: the database is restarting or failing over.
+UNAVAILABLE = {
+    "description": "Briefly unavailable (the database cannot be reached): retry after Retry-After seconds.",
+    "headers": {
+        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."},
+        "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
+    },
+    "content": {"application/json": {"schema": ERROR}},
+}
+
+
 def openapi_document() -> dict:
     profile_params = [
         {
@@ -88,7 +99,11 @@ def openapi_document() -> dict:
                             "Missing, invalid or revoked key; domain not allowed; secret key in the URL."
                         ),
                         "402": _error_response("The workspace's monthly quota is spent."),
-                        "429": _error_response("The workspace's rate limit was exceeded.", retry_after=True),
+                        "429": _error_response(
+                            "The workspace's rate limit was exceeded, or this address sent too many invalid keys.",
+                            retry_after=True,
+                        ),
+                        "503": UNAVAILABLE,
                     },
                 }
             },
@@ -108,6 +123,8 @@ def openapi_document() -> dict:
                             "description": "Missing or invalid key, or not a secret key.",
                             "content": {"application/json": {"schema": ERROR}},
                         },
+                        "429": _error_response("This address sent too many invalid keys.", retry_after=True),
+                        "503": UNAVAILABLE,
                     },
                 }
             },
@@ -133,6 +150,7 @@ def openapi_document() -> dict:
                                         "domain_not_allowed",
                                         "quota_exceeded",
                                         "rate_limited",
+                                        "unavailable",
                                     ],
                                 },
                                 "message": {"type": "string"},

@@ -6,9 +6,10 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.http import require_safe
 
+from avtrz import throttle
 from avtrz.avatars import api
 from avtrz.avatars.openapi import openapi_document
-from workspaces import usage
+from workspaces import keys, usage
 from workspaces.models import ApiKey
 
 
@@ -19,7 +20,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 @require_safe
 def avatar(request: HttpRequest) -> HttpResponse:
     """`GET /v1/avatar`: what the ASGI fast path could not answer from the cache alone."""
-    result = api.answer(api.parse(request.GET, request.headers, method=request.method))
+    query = api.parse(request.GET, request.headers, method=request.method)
+    result = api.answer(query, client_ip=throttle.client_ip(request))
     response = HttpResponse(result.body, status=result.status)
     for name, value in result.headers:
         response[name] = value
@@ -59,8 +61,16 @@ def usage_view(request: HttpRequest) -> JsonResponse:
         if request.GET.get("key", "").startswith("sk_"):
             return _error(401, "secret_key_in_query", "Send secret keys in the x-api-key header, never in the URL.")
         return _error(401, "missing_key", "Send a secret key in the x-api-key header.")
+    ip = throttle.client_ip(request)
+    retry_after = keys.guessing_retry_after(ip, raw)
+    if retry_after:
+        message = f"Too many invalid API keys from this address. Retry in {retry_after} s."
+        response = _error(429, "rate_limited", message)
+        response["Retry-After"] = str(retry_after)
+        return response
     key = ApiKey.objects.for_key(raw)
     if key is None:
+        keys.note_invalid_key(ip)
         return _error(401, "invalid_key", "This API key is not valid or was revoked.")
     if key.kind != ApiKey.Kind.SECRET:
         return _error(401, "secret_key_required", "Usage can only be read with a secret key (sk_live_…).")

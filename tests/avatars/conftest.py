@@ -29,14 +29,17 @@ class FakeLinkedIn:
         expires: int = 1767830400,
         content_type: str = "image/jpeg",
         body: bytes | None = None,
+        delay: float = 0.0,
     ) -> str:
-        """Serve a photo (a fixture file, or raw bytes) and return its LinkedIn-style small-size URL."""
+        """Serve a photo (a fixture file, or raw bytes), `delay` seconds late, and return its LinkedIn-style
+        small-size URL."""
         path = PHOTO_PATH.format(photo_id=photo_id, uploaded=uploaded)
         large = path.replace("shrink_100_100", "shrink_800_800")
         self.server.route(
             large,
             body=body if body is not None else (IMAGES / image).read_bytes(),
             headers={"Content-Type": content_type},
+            delay=delay,
         )
         return self.server.url(path) + f"?e={expires}&v=beta&t=signature"
 

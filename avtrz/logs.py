@@ -1,0 +1,131 @@
+"""Structured logging: JSON lines, a request id on every record, and no secrets in any of it.
+
+`RequestIdMiddleware` takes the proxy's `X-Request-ID` (or makes one), keeps it in a context
+variable for the rest of the request and echoes it on the response; `RequestIdFilter` stamps it on
+every record. `RedactSecretsFilter` masks API keys, bearer tokens and credential query values
+before any handler formats a record; `scrub` does the same to Sentry events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # settings import this module (Sentry's before_send) before Django is set up
+    from django.http import HttpRequest, HttpResponse
+
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+# What we accept from a proxy: short, and nothing that could forge a log line or a header.
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Our keys and Stripe's share the shape `sk_live_…`; the prefix and last four identify one safely.
+API_KEY = re.compile(r"\b((?:sk|pk|rk)_(?:live|test)_)[A-Za-z0-9_-]+")
+BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+CREDENTIAL_PARAM = re.compile(
+    r"(?<![A-Za-z0-9_])((?:key|api_key|token|access_token|refresh_token|client_secret|password)=)([^&\s\"'#]+)"
+)
+
+
+def _mask_key(match: re.Match) -> str:
+    prefix, rest = match.group(1), match.group(0)[len(match.group(1)) :]
+    return f"{prefix}…{rest[-4:]}" if len(rest) > 4 else f"{prefix}…"
+
+
+def _mask_param(match: re.Match) -> str:
+    name, value = match.groups()
+    if "…" in value:  # already redacted (a record can pass through this twice)
+        return match.group(0)
+    key = API_KEY.fullmatch(value)
+    return name + (_mask_key(key) if key else "[redacted]")
+
+
+def redact(text: str) -> str:
+    """`text` with API keys cut to prefix and last four, bearer tokens and credential parameters removed."""
+    text = CREDENTIAL_PARAM.sub(_mask_param, text)
+    text = API_KEY.sub(_mask_key, text)
+    return BEARER.sub(r"\1[redacted]", text)
+
+
+def scrub(value):
+    """`value` (a Sentry event, or any JSON-like structure) with `redact` applied to every string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return value
+
+
+def sentry_before_send(event: dict, hint: dict) -> dict:
+    return scrub(event)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Formats the message once, redacted, so no handler can print the raw arguments."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, and the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        if getattr(record, "status_code", None):
+            entry["status"] = record.status_code
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class RequestIdMiddleware:
+    """Adopt the proxy's X-Request-ID when it is a sane token, else make one; return it on the response.
+
+    The context variable is not reset after the response: uvicorn's access log line for the request
+    is written after Django returns, and each request runs in its own asyncio task (its own context),
+    so the value cannot leak into another request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id.set(rid)
+        request.request_id = rid
+        response = self.get_response(request)
+        response["X-Request-ID"] = rid
+        return response

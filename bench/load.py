@@ -1,0 +1,271 @@
+"""Load test: a mixed load on a production-style server, then an exact check of the usage meter.
+
+Run: `.venv/bin/python bench/load.py` (needs PostgreSQL and Redis on loopback: DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/avtrz_load, a database this script creates and drops; REDIS_URL).
+Two uvicorn workers serve the demo directory; a fixture LinkedIn server on 127.0.0.1 answers the
+profiles nobody has looked up yet. For BENCH_DURATION seconds (default 20) BENCH_CONCURRENCY requests
+(default 32) stay in flight, each picked at random: `/v1/avatar` cache hits (some revalidating with
+If-None-Match), `/v1/avatar` for new profiles (enriched on the spot), MCP `tools/call
+get_profile_avatar`, and dashboard pages of a signed-in user. Everything stays on loopback and stops
+by itself; like a deploy, it collects static files into `staticfiles/` first.
+
+Afterwards the workspace's `avatar_requests` meter must equal, exactly, the billable answers the
+client saw: 302 and monogram 200 from `/v1/avatar` and successful MCP tool calls (304s are not billed).
+Both `/v1/usage` and the database row are read once the flushers had time to write; exit 1 on a mismatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import requests
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port, manage, prepare, server_env, uvicorn  # noqa: E402
+from bench.mcp import mint_token, tool_call  # noqa: E402
+from tests.fixture_server import FixtureServer  # noqa: E402
+
+
+DURATION_S = float(os.environ.get("BENCH_DURATION", "20").removesuffix("s"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/avtrz_load")
+WORKERS = 2
+# What share of the requests each kind gets.
+MIX = {"hit": 0.80, "revalidate": 0.05, "miss": 0.05, "mcp": 0.06, "dashboard": 0.04}
+# The demo directory's profiles (resolved before the load starts, so every lookup of them is a hit).
+KNOWN = ("eileen-collins", "alex-rivera", "sam-okafor", "jordan-lee")
+NEW_PROFILES = 5000  # more than a run can ask for: every miss is a profile never seen before
+PHOTO_PATH = "/dms/image/v2/LOAD/face.jpg"
+DEMO_LOGIN = {"username": "demo@avtrz.local", "password": "avtrz-demo-2026"}
+
+
+@contextmanager
+def database(url: str):
+    """A fresh PostgreSQL database at `url`, dropped afterwards."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fake_linkedin(server: FixtureServer) -> None:
+    """Profile pages shaped like LinkedIn's public ones (Open Graph, JSON-LD Person); every fourth has no photo."""
+    photo = (ROOT / "tests" / "fixtures" / "images" / "face.jpg").read_bytes()
+    server.route(PHOTO_PATH, body=photo, headers={"Content-Type": "image/jpeg"})
+    for n in range(NEW_PROFILES):
+        name = f"Load Person {n}"
+        person = {"@context": "http://schema.org", "@type": "Person", "name": name, "jobTitle": "Tester"}
+        meta = f'<meta property="og:title" content="{name} | LinkedIn">'
+        if n % 4:
+            person["image"] = {"@type": "ImageObject", "contentUrl": server.url(PHOTO_PATH)}
+            meta += f'<meta property="og:image" content="{server.url(PHOTO_PATH)}">'
+        html = (
+            f"<!doctype html><html><head><title>{name} | LinkedIn</title>{meta}"
+            f'<script type="application/ld+json">{json.dumps(person)}</script></head><body></body></html>'
+        )
+        server.route(f"/in/load-person-{n}/", body=html.encode(), headers={"Content-Type": "text/html"})
+
+
+def sign_in(base: str) -> dict[str, str]:
+    """The demo user's session cookies, signed in through the login form."""
+    session = requests.Session()
+    session.get(f"{base}/accounts/login/", timeout=10)
+    data = {**DEMO_LOGIN, "csrfmiddlewaretoken": session.cookies["csrftoken"]}
+    response = session.post(f"{base}/accounts/login/", data=data, allow_redirects=False, timeout=10)
+    if response.status_code != 302:
+        raise SystemExit(f"sign-in failed: {response.status_code}")
+    return session.cookies.get_dict()
+
+
+class Load:
+    def __init__(self, client: httpx.AsyncClient, key: str, token: str, etags: dict[str, str]) -> None:
+        self.client, self.key, self.etags = client, key, etags
+        self.mcp_headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+        self.billed = 0
+        self.new_profiles = iter(range(NEW_PROFILES))
+        self.mcp_ids = iter(range(10**9))
+
+    async def avatar(self, username: str, etag: str | None = None) -> tuple[str, bool]:
+        headers = {"If-None-Match": etag} if etag else {}
+        params = {"key": self.key, "username": username, "size": "256"}
+        response = await self.client.get("/v1/avatar", params=params, headers=headers)
+        billed = response.status_code == 302 or (
+            response.status_code == 200 and response.headers.get("content-type") == "image/svg+xml"
+        )
+        return str(response.status_code), billed
+
+    async def hit(self) -> tuple[str, bool]:
+        return await self.avatar(random.choice(KNOWN))
+
+    async def revalidate(self) -> tuple[str, bool]:
+        username = random.choice(list(self.etags))
+        return await self.avatar(username, self.etags[username])
+
+    async def miss(self) -> tuple[str, bool]:
+        return await self.avatar(f"load-person-{next(self.new_profiles)}")
+
+    async def mcp(self) -> tuple[str, bool]:
+        call = tool_call(next(self.mcp_ids))
+        call["params"]["arguments"]["username"] = random.choice(KNOWN)
+        response = await self.client.post("/mcp", json=call, headers=self.mcp_headers)
+        if response.status_code != 200:
+            return str(response.status_code), False
+        if response.json()["result"].get("isError"):
+            return "tool error", False
+        return "200", True
+
+    async def dashboard(self) -> tuple[str, bool]:
+        response = await self.client.get(random.choice(("/w/demo/", "/w/demo/usage/")))
+        return str(response.status_code), False
+
+    async def worker(self, deadline: float) -> None:
+        kinds, weights = list(MIX), list(MIX.values())
+        while time.monotonic() < deadline:
+            kind = random.choices(kinds, weights)[0]
+            start = time.perf_counter()
+            try:
+                outcome, billed = await getattr(self, kind)()
+            except httpx.HTTPError as exc:
+                outcome, billed = type(exc).__name__, False
+            self.latencies[kind].append((time.perf_counter() - start) * 1000)
+            self.outcomes[kind][outcome] += 1
+            self.billed += billed
+
+    async def run(self, duration: float) -> float:
+        deadline = time.monotonic() + duration
+        start = time.perf_counter()
+        await asyncio.gather(*(self.worker(deadline) for _ in range(CONCURRENCY)))
+        return time.perf_counter() - start
+
+
+EXPECTED = {"hit": {"302", "200"}, "revalidate": {"304"}, "miss": {"302", "200"}, "mcp": {"200"}, "dashboard": {"200"}}
+
+
+def percentile(values: list[float], share: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * share))]
+
+
+async def drive(base: str, key: str, token: str, cookies: dict[str, str]) -> tuple[Load, float, int]:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30, cookies=cookies) as client:
+        # Warm every worker's caches: a hit is a hit whichever worker the connection landed on.
+        etags: dict[str, str] = {}
+        warm = Load(client, key, token, etags)
+        for _ in range(4 * WORKERS):
+            for username in KNOWN:
+                response = await client.get("/v1/avatar", params={"key": key, "username": username, "size": "256"})
+                warm.billed += response.status_code in (200, 302)
+                if "etag" in response.headers:
+                    etags[username] = response.headers["etag"]
+            warm.billed += (await warm.mcp())[1]
+        load = Load(client, key, token, etags)
+        elapsed = await load.run(DURATION_S)
+        return load, elapsed, warm.billed
+
+
+def meters(base: str, secret: str, database_url: str) -> tuple[int, int]:
+    """`avatar_requests` as `/v1/usage` reports it and as the database row holds it."""
+    response = requests.get(f"{base}/v1/usage", headers={"x-api-key": secret}, timeout=10)
+    api = response.json()["meters"]["avatar_requests"]["used"]
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
+        (stored,) = conn.execute(
+            "SELECT p.avatar_requests FROM workspaces_usageperiod p JOIN workspaces_workspace w"
+            " ON w.id = p.workspace_id WHERE w.slug = 'demo' ORDER BY p.starts_at DESC LIMIT 1"
+        ).fetchone()
+    return api, stored
+
+
+def report(load: Load, elapsed: float, base_billed: int, api: int, stored: int) -> bool:
+    total = sum(len(v) for v in load.latencies.values())
+    errors = sum(n for kind, c in load.outcomes.items() for outcome, n in c.items() if outcome not in EXPECTED[kind])
+    print(f"\n{WORKERS} uvicorn workers, PostgreSQL + Redis, {CONCURRENCY} in flight for {elapsed:.1f} s, httpx client")
+    print(f"{'':12} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  answers")
+    for kind in MIX:
+        values = load.latencies[kind]
+        if not values:
+            continue
+        answers = ", ".join(f"{outcome}: {n}" for outcome, n in load.outcomes[kind].most_common())
+        print(
+            f"{kind:12} {len(values):9} {len(values) / elapsed:8.0f} {percentile(values, 0.5):8.2f}"
+            f" {percentile(values, 0.99):8.2f}  {answers}"
+        )
+    print(f"{'all':12} {total:9} {total / elapsed:8.0f}")
+    print(f"error rate: {errors}/{total} = {errors / total:.4%}")
+    expected = base_billed + load.billed
+    print(f"billable answers seen by the client: {expected} (warm-up {base_billed} + load {load.billed})")
+    print(f"avatar_requests: /v1/usage {api}, database {stored}")
+    ok = api == stored == expected
+    print("PASS: the meter equals the billable answers exactly" if ok else "FAIL: the meter is off")
+    return ok
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, database(DATABASE_URL), FixtureServer() as linkedin:
+        fake_linkedin(linkedin)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **server_env(tmp, port),
+            "DATABASE_URL": DATABASE_URL,
+            "LINKEDIN_BASE_URL": linkedin.url("").rstrip("/"),
+            "AVTRZ_PHOTO_HOSTS": "127.0.0.1",
+            "AVTRZ_FETCH_ALLOW_PRIVATE": "127.0.0.1",
+            # Plain http on loopback: the session and CSRF cookies must travel without TLS.
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+            "LOG_LEVEL": "WARNING",  # Celery logs every enrichment at INFO
+        }
+        key = prepare(env)
+        manage(env, "collectstatic", "--noinput", "-v0")  # the dashboard's pages need the hashed static files
+        secret = manage(env, "create_api_key", "--workspace", "demo", "--kind", "secret", "--name", "load").strip()
+        token = mint_token(env)
+        server = uvicorn("avtrz.asgi:application", port, env, workers=WORKERS)
+        try:
+            load, elapsed, base_billed = asyncio.run(drive(base, key, token, sign_in(base)))
+            # The flushers write counts to Redis twice a second and to the database every 5 s; a loaded
+            # machine may run them late, so look again for a few seconds before calling it a mismatch.
+            time.sleep(6)
+            api, stored = meters(base, secret, DATABASE_URL)
+            for _ in range(4):
+                if api == stored == base_billed + load.billed:
+                    break
+                time.sleep(1)
+                api, stored = meters(base, secret, DATABASE_URL)
+        finally:
+            server.terminate()
+            server.wait()
+    if not report(load, elapsed, base_billed, api, stored):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
