@@ -168,3 +168,32 @@ def sign_in(base: str, user) -> requests.Session:
     response = session.post(f"{base}/accounts/login/", data=fields, allow_redirects=False, timeout=10)
     assert response.status_code == 302, response.text
     return session
+
+
+def celery_worker_cmd(queue: str) -> list[str]:
+    """A real Celery worker of the project consuming only `queue`, one task at a time."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "avtrz",
+        "worker",
+        "--pool",
+        "solo",
+        "-Q",
+        queue,
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def task_sender(broker: str):
+    """A Celery app that only sends to `broker`; it must not become the current app, which the test
+    process keeps eager for everything else."""
+    from celery import Celery
+
+    return Celery(broker=broker, set_as_current=False)

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from celery import Celery
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache.backends.redis import RedisCache
@@ -97,25 +96,8 @@ def test_a_real_celery_worker_runs_a_task_from_redis(tmp_path):
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(mail_dir),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "avtrz",
-        "worker",
-        "--pool",
-        "solo",
-        "-Q",
-        queue,
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        "INFO",
-    ]
-    with services.running(cmd, env=env, log=tmp_path / "worker.log"):
-        sender = Celery(broker=url)
+    with services.running(services.celery_worker_cmd(queue), env=env, log=tmp_path / "worker.log"):
+        sender = services.task_sender(url)
         sender.send_task("workspaces.tasks.send_email", args=["x@example.com", "Hello", "From a worker"], queue=queue)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (mail_dir.exists() and any(mail_dir.iterdir())):

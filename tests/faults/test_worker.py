@@ -3,11 +3,9 @@ worker and finishes once, storing one image and no duplicate files."""
 
 import secrets
 import signal
-import sys
 import time
 
 import pytest
-from celery import Celery
 
 from avtrz.avatars.models import AvatarImage, Profile
 from tests import services
@@ -19,23 +17,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest
 
 VISIBILITY_TIMEOUT_S = 2
 SUCCEEDED = "] succeeded in"
-
-
-def worker_cmd(queue: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "avtrz",
-        "worker",
-        "--pool",
-        "solo",
-        "-Q",
-        queue,
-        "--loglevel",
-        "INFO",
-    ]
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -65,10 +46,8 @@ def test_a_worker_killed_mid_enrichment_is_replaced_and_the_task_finishes_once(t
         return [r for r in linkedin.server.requests if "shrink_800_800" in r.path]
 
     try:
-        with services.running(worker_cmd(queue), env=env, log=tmp_path / "worker1.log") as first:
-            Celery(broker=broker, set_as_current=False).send_task(
-                "avtrz.avatars.tasks.enrich_profile", args=["kill-me"], queue=queue
-            )
+        with services.running(services.celery_worker_cmd(queue), env=env, log=tmp_path / "worker1.log") as first:
+            services.task_sender(broker).send_task("avtrz.avatars.tasks.enrich_profile", args=["kill-me"], queue=queue)
             wait_until(photo_requests, 60, "the first worker to start downloading the photo")
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -77,7 +56,7 @@ def test_a_worker_killed_mid_enrichment_is_replaced_and_the_task_finishes_once(t
 
         linkedin.photo("face.jpg")  # the photo host answers promptly now
         time.sleep(VISIBILITY_TIMEOUT_S + 0.5)  # the unacknowledged message is due again
-        with services.running(worker_cmd(queue), env=env, log=tmp_path / "worker2.log"):
+        with services.running(services.celery_worker_cmd(queue), env=env, log=tmp_path / "worker2.log"):
             wait_until(
                 lambda: Profile.objects.get(handle="kill-me").status == Profile.Status.RESOLVED,
                 60,
