@@ -3,7 +3,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from avtrz.adminkit import ReadOnlyAdmin, may_act_on
+from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 from workspaces import services
 from workspaces.models import (
     ApiKey,
@@ -40,23 +40,13 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(ReadOnlyInline):
     """The workspace's keys at a glance; each links to its own page, where it can be revoked."""
 
     model = ApiKey
-    extra = 0
     show_change_link = True
     fields = ["name", "kind", "masked", "allowed_domains", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Workspace)

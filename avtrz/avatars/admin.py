@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 
-from avtrz.adminkit import ReadOnlyAdmin, may_act_on
+from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 from avtrz.avatars import tasks
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import AvatarImage, Profile
@@ -31,9 +31,8 @@ def thumbnail(image: AvatarImage | None, alt: str) -> str:
     )
 
 
-class AvatarImageInline(admin.TabularInline):
+class AvatarImageInline(ReadOnlyInline):
     model = AvatarImage
-    extra = 0
     fields = ["preview", "photo_version", "source_format", "face_detected", "created_at"]
     readonly_fields = fields
     show_change_link = True
@@ -41,15 +40,6 @@ class AvatarImageInline(admin.TabularInline):
     @admin.display(description="Image")
     def preview(self, obj: AvatarImage) -> str:
         return thumbnail(obj, f"Photo version {obj.photo_version}")
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Profile)
