@@ -95,6 +95,14 @@ def _ensure_listener() -> None:
             _listener.start()
 
 
+def generation() -> int | None:
+    """A number that changes whenever any cached value may have changed anywhere, or None when this
+    process cannot know that (Redis is configured but the invalidation channel is down)."""
+    if settings.REDIS_URL and not _level1.live:
+        return None
+    return _level1.generation
+
+
 def get(key: str) -> Any:
     """The cached value, or None when there is none or the cache cannot be reached: callers then
     take the database path, slower but correct."""

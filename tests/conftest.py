@@ -5,6 +5,7 @@ import pytest
 from django.core.cache import cache
 
 from avtrz import hotcache
+from avtrz.avatars import fastpath
 from avtrz.celery import app as celery_app
 from tests import services
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
@@ -49,6 +50,7 @@ def _isolated(request, settings, tmp_path):
 def _forget_process_state() -> None:
     """Per-process caches and counters outlive a test's database rollback; start each test without them."""
     hotcache._level1.drop(None)
+    fastpath._replays.clear()
     usage._counters = None
     usage._tally.clear()
     usage._dirty.clear()

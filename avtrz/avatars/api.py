@@ -49,6 +49,9 @@ class Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     billed: bool = False
+    # For a redirect to a photo: whose meter it counted on, so an identical request can be replayed.
+    meter: usage.Meter | None = None
+    key_id: int | None = None
 
 
 def parse(params: Mapping[str, str], headers: Mapping[str, str], *, method: str) -> AvatarQuery:
@@ -144,6 +147,8 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
                 ("ETag", etag),
             ],
             billed=True,
+            meter=context.meter,
+            key_id=context.key_id,
         )
     answer = _fallback(query, 200, card.label, size)
     answer.billed = True

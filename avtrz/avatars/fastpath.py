@@ -1,17 +1,26 @@
 """An ASGI layer in front of Django that answers `/v1/avatar` cache hits in one pass.
 
 Django's request cycle costs about a millisecond; a warm hit needs no round trip at all (level-1
-cache, leased counters). This layer
-runs the same `api.answer` as the Django view, with `cached_only=True`: anything the cache cannot
-answer (a cold key, an unknown profile, a PNG not made yet) raises `NeedsDatabase` before anything
-is counted, and the request goes on to Django unchanged.
+cache, leased counters). This layer runs the same `api.answer` as the Django view, with
+`cached_only=True`: anything the cache cannot answer (a cold key, an unknown profile, a PNG not made
+yet) raises `NeedsDatabase` before anything is counted, and the request goes on to Django unchanged.
+
+The rules' verdict for a request depends only on the request and on cached state, so a photo redirect
+is remembered per identical request and replayed while no cached value has changed anywhere
+(`hotcache.generation()`): a replay still passes the rate limit and the quota and is tallied, it only
+skips re-deriving the same answer.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from avtrz import hotcache
 from avtrz.avatars import api
+from avtrz.avatars.services import record_answer
+from workspaces import usage
 
 
 PATH = "/v1/avatar"
@@ -21,6 +30,20 @@ EXTRA_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-cache", b"HIT")]
 
 # The request headers the rules read (ASGI gives them lower-cased).
 HEADERS = frozenset({b"x-api-key", b"accept", b"origin", b"referer", b"if-none-match"})
+REPLAY_FOR_S = 60.0
+REPLAY_MAX = 50_000
+
+
+@dataclass(slots=True)
+class _Replay:
+    generation: int
+    until: float
+    meter: usage.Meter
+    key_id: int | None
+    headers: list[tuple[bytes, bytes]]
+
+
+_replays: dict[tuple, _Replay] = {}
 
 
 def _query(raw: bytes) -> dict[str, str]:
@@ -43,14 +66,40 @@ class AvatarFastPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
+        headers = {name: value for name, value in scope["headers"] if name in HEADERS}
+        # Accept is left out: it only shapes error answers, and only redirects are replayed.
+        identity = (
+            scope["query_string"],
+            scope["method"],
+            headers.get(b"x-api-key"),
+            headers.get(b"origin"),
+            headers.get(b"referer"),
+            headers.get(b"if-none-match"),
+        )
+        replay = _replays.get(identity)
+        if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
+            if usage.admit(replay.meter, key_id=replay.key_id).allowed:
+                record_answer(replay.meter, channel="api", with_photo=True)
+                return await _send(send, 302, replay.headers, b"")
+            # Refused (rate or quota): the rules below say so in the documented shape.
         try:
+            generation = hotcache.generation()
             params = _query(scope["query_string"])
-            headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in HEADERS}
-            result = api.answer(api.parse(params, headers, method=scope["method"]), cached_only=True)
+            text_headers = {name.decode(): value.decode("latin-1") for name, value in headers.items()}
+            result = api.answer(api.parse(params, text_headers, method=scope["method"]), cached_only=True)
         except (api.NeedsDatabase, UnicodeDecodeError):
             return await self.app(scope, receive, send)
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
-        if not any(name == b"content-length" for name, _ in headers):
-            headers.append((b"content-length", str(len(result.body)).encode()))
-        await send({"type": "http.response.start", "status": result.status, "headers": headers + EXTRA_HEADERS})
-        await send({"type": "http.response.body", "body": result.body})
+        encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
+        if not any(name == b"content-length" for name, _ in encoded):
+            encoded.append((b"content-length", str(len(result.body)).encode()))
+        if result.meter is not None and generation is not None:
+            if len(_replays) >= REPLAY_MAX:
+                _replays.clear()
+            until = min(time.time() + REPLAY_FOR_S, result.meter.period_ends_at)
+            _replays[identity] = _Replay(generation, until, result.meter, result.key_id, encoded)
+        await _send(send, result.status, encoded, result.body)
+
+
+async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers + EXTRA_HEADERS})
+    await send({"type": "http.response.body", "body": body})

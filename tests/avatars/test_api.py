@@ -265,3 +265,47 @@ def test_answers_are_tallied_per_day_for_the_chart(client, pk, eileen, linkedin,
     usage.flush_now(force=True)
     day = DailyUsage.objects.get(workspace=acme)
     assert (day.api_hits, day.api_misses, day.refused_401) == (2, 1, 1)
+
+
+def _fast(pk, **params):
+    """One request through the ASGI fast path alone (Django behind it answers 599 if reached)."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    from avtrz.avatars.fastpath import AvatarFastPath
+
+    sent = []
+
+    async def django(scope, receive, send):
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "path": "/v1/avatar",
+        "method": "GET",
+        "headers": [],
+        "query_string": urlencode({"key": pk, **params}).encode(),
+    }
+    asyncio.run(AvatarFastPath(django)(scope, None, send))
+    return sent[0]["status"], dict(sent[0]["headers"])
+
+
+def test_the_fast_path_replays_a_redirect_and_still_counts_it(
+    client, pk, eileen, acme, alice, django_capture_on_commit_callbacks
+):
+    get(client, key=pk, username="eileen-collins")  # warm: answered by Django
+    first = _fast(pk, username="eileen-collins")
+    replayed = [_fast(pk, username="eileen-collins") for _ in range(3)]
+    assert first[0] == 302
+    assert all(answer == first for answer in replayed)
+    assert requests_used(acme) == 5  # every replay passed the meter
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revoke_api_key(actor=alice, key=ApiKey.objects.get())
+    # The change ended the replay at once: the fast path no longer knows the key and hands the request
+    # to Django (599 here), which answers 401.
+    assert _fast(pk, username="eileen-collins")[0] == 599
+    assert get(client, key=pk, username="eileen-collins").status_code == 401
