@@ -75,18 +75,16 @@ def _gridline_step(peak: int) -> int:
         magnitude *= 10
 
 
-def _rows(workspace: Workspace, first: date) -> dict[date, DailyUsage]:
-    return {row.day: row for row in DailyUsage.objects.filter(workspace=workspace, day__gte=first)}
+def _days(workspace: Workspace, days: int, today: date | None) -> list[tuple[date, DailyUsage | None]]:
+    """The last `days` days up to `today`, oldest first, each with its usage row (None if nothing happened)."""
+    first = (today or timezone.now().date()) - timedelta(days=days - 1)
+    rows = {row.day: row for row in DailyUsage.objects.filter(workspace=workspace, day__gte=first)}
+    return [(day, rows.get(day)) for day in (first + timedelta(days=offset) for offset in range(days))]
 
 
 def daily_chart(workspace: Workspace, *, days: int = 30, today: date | None = None) -> Chart:
-    today = today or timezone.now().date()
-    first = today - timedelta(days=days - 1)
-    rows = _rows(workspace, first)
     chart_days = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        row = rows.get(day)
+    for day, row in _days(workspace, days, today):
         counts = {name: getattr(row, name) if row else 0 for name, _label, _css in SERIES}
         chart_days.append(Day(day=day, counts=counts, total=sum(counts.values())))
     step = _gridline_step(max(d.total for d in chart_days))
@@ -115,13 +113,9 @@ def daily_chart(workspace: Workspace, *, days: int = 30, today: date | None = No
 
 def recent_errors(workspace: Workspace, *, days: int = 7, today: date | None = None) -> dict:
     """Refused requests per day for the last `days` days, and their totals."""
-    today = today or timezone.now().date()
-    first = today - timedelta(days=days - 1)
-    rows = _rows(workspace, first)
-    per_day = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        row = rows.get(day)
-        per_day.append((day, [getattr(row, name) if row else 0 for name, _label in ERRORS]))
+    per_day = [
+        (day, [getattr(row, name) if row else 0 for name, _label in ERRORS])
+        for day, row in _days(workspace, days, today)
+    ]
     totals = [sum(counts[i] for _day, counts in per_day) for i in range(len(ERRORS))]
     return {"columns": ERRORS, "days": per_day, "totals": totals, "any": any(totals)}

@@ -1,7 +1,5 @@
 """`GET /v1/avatar` and friends, through Django's test client and the cache-only fast path."""
 
-import json
-
 import pytest
 from django.utils import timezone
 
@@ -249,7 +247,6 @@ def test_openapi_document_is_served(client):
     doc = client.get("/v1/openapi.json").json()
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/v1/avatar", "/v1/usage"}
-    assert json.dumps(doc)
 
 
 def test_answers_are_tallied_per_day_for_the_chart(client, pk, eileen, linkedin, acme, settings):
