@@ -16,12 +16,23 @@ from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 # Granted whenever it is requested: it only says who the user is. The consent screen shows it locked on.
 REQUIRED_SCOPES = frozenset({"openid"})
-# Refresh tokens are issued only when the user left this scope on.
+# What the MCP endpoint asks a client to request: in its 401 challenge (`scope="..."`) and in its
+# protected resource metadata (`scopes_supported`). Clients choose their scopes from the challenge,
+# else from the metadata, else send none; all three roads end at the same consent screen.
+# `offline_access` is deliberately absent (MCP 2026-07-28: a resource server should not ask for
+# it): every connection the user approves gets a refresh token unless they switch "Stay connected"
+# off on the consent screen, whatever the client asked for.
+RESOURCE_SCOPES = ("openid",)
+# The scope a token carries when it comes with a refresh token (the consent screen's "Stay connected").
 OFFLINE_SCOPE = "offline_access"
 # What a token lets a client do on the MCP server, listed on the consent screen.
 MCP_TOOLS = (
     ("get_profile_avatar", "A person's profile photo, as an image and a durable URL."),
     ("get_profile", "A person's public profile: name, headline, location and more."),
+    (
+        "get_publishable_key",
+        "The workspace's publishable key, for image URLs that count against this workspace's quota.",
+    ),
 )
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
