@@ -160,6 +160,11 @@ class _TokenAdmin(ReadOnlyAdmin):
     def workspace(self, obj) -> str:
         return _workspace(obj)
 
+    @admin.display(description="Token")
+    def masked_token(self, obj) -> str:
+        # Only the token's SHA-256 digest is stored; its last characters tell rows apart.
+        return f"sha256 …{obj.token_checksum[-8:]}" if obj is not None else ""
+
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(_TokenAdmin, dot_admin.AccessTokenAdmin):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from accounts import connections
 from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
+
+
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
 
 
 class AvtrzOAuth2Validator(OAuth2Validator):
@@ -43,8 +51,44 @@ class AvtrzOAuth2Validator(OAuth2Validator):
             token.pop("refresh_token", None)
         # Resolved before DOT rotates: rotation revokes the refresh token this is read from.
         request.connection = self._connection_for(request)
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        superseded = self._superseded_refresh_token(request)
+        if superseded is not None and "refresh_token" in token:
+            self._issue_after_rotation(token, request, superseded)
+        else:
+            super()._save_bearer_token(token, request, *args, **kwargs)
         Connection.objects.filter(pk=request.connection.pk).update(last_used_at=timezone.now())
+
+    def _superseded_refresh_token(self, request):
+        """The presented refresh token, locked, if a rotation already superseded it; else None.
+
+        DOT let it through ``validate_refresh_token`` because it was rotated less than the grace
+        period ago (a client retrying a lost response, or parallel tool calls refreshing with the
+        same token), or because a parallel rotation committed after that check: the lock waits
+        for it. Either way this request must not simply fail.
+        """
+        if request.grant_type != "refresh_token":
+            return None
+        presented = RefreshToken.objects.select_for_update().get(pk=request.refresh_token_instance.pk)
+        return presented if presented.revoked is not None else None
+
+    def _issue_after_rotation(self, token, request, superseded) -> None:
+        """Answer a refresh with a token its rotation already superseded: a new pair in the same family.
+
+        DOT's grace period would hand back the pair the rotation issued, which needs the tokens in
+        clear; we store only their digests. A second pair serves the retry or the parallel call as
+        well, and stays in the family, so a replay after the grace period still revokes them all.
+        A token revoked on purpose (the connection revoked, RFC 7009) was never used to mint a
+        successor and is refused, as DOT refuses it.
+        """
+        if not AccessToken.objects.filter(source_refresh_token=superseded).exists():
+            raise errors.InvalidGrantError(request=request)
+        self._check_and_set_request_resource(request)
+        expires = timezone.now() + timedelta(
+            seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+        )
+        # The superseded token's one successor slot is taken: this access token has no source.
+        access_token = self._create_access_token(expires, request, token)
+        self._create_refresh_token(request, token["refresh_token"], access_token, superseded)
 
     def _connection_for(self, request) -> Connection:
         if request.grant_type == "authorization_code":

@@ -35,7 +35,15 @@ from oauth2_provider.views import (
 from oauth2_provider.views.dynamic_client_registration import _parse_metadata
 from oauthlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 
-from accounts.oauth import MCP_TOOLS, OFFLINE_SCOPE, REQUIRED_SCOPES, bind_resource, issuer, redirect_uri_problem
+from accounts.oauth import (
+    MCP_TOOLS,
+    OFFLINE_SCOPE,
+    REQUIRED_SCOPES,
+    RESOURCE_SCOPES,
+    bind_resource,
+    issuer,
+    redirect_uri_problem,
+)
 from accounts.publishers import recognise
 from avtrz import throttle
 from workspaces.access import SESSION_KEY
@@ -43,10 +51,12 @@ from workspaces.models import Membership
 
 
 class ConsentForm(AllowForm):
-    """DOT's hidden authorization fields, plus the workspace and the optional scopes left on."""
+    """DOT's hidden authorization fields, plus the workspace, the optional scopes left on, and
+    whether the connection stays connected (gets a refresh token) or ends with its access token."""
 
     workspace = forms.ChoiceField(required=False)
     scopes = forms.MultipleChoiceField(required=False)
+    stay_connected = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,12 +68,18 @@ class ConsentForm(AllowForm):
         cleaned = super().clean()
         requested = (cleaned.get("scope") or "").split()
         kept = set(cleaned.get("scopes") or []) | REQUIRED_SCOPES
-        # DOT issues what "scope" says: the requested scopes the user left on, never more.
-        cleaned["scope"] = " ".join(scope for scope in requested if scope in kept)
+        # DOT issues what "scope" says: the requested scopes the user left on, never more; and
+        # offline_access exactly when the user chose to stay connected, whether or not the client
+        # asked for it. Most AI clients take their scopes from our challenge or resource metadata,
+        # which do not name it (MCP 2026-07-28), yet their users expect the connection to last.
+        granted = [scope for scope in requested if scope in kept and scope != OFFLINE_SCOPE]
+        if cleaned.get("stay_connected"):
+            granted.append(OFFLINE_SCOPE)
+        cleaned["scope"] = " ".join(granted)
         slug = cleaned.get("workspace")
         cleaned["workspace"] = next((m.workspace for m in self.memberships if m.workspace.slug == slug), None)
         if cleaned.get("allow"):
-            if not cleaned["scope"]:
+            if not granted:
                 self.add_error(None, "Leave at least one permission on to authorize.")
             if cleaned["workspace"] is None:
                 self.add_error("workspace", "Choose the workspace this connection is for.")
@@ -126,9 +142,14 @@ class ConsentView(AuthorizationView):
             selected = form.memberships[0].workspace.slug if form.memberships else None
         context.update(
             publisher=recognise(context["redirect_uri"], context["application"].name),
+            # offline_access is not a row of its own: the "Stay connected" choice below decides it.
             scope_rows=[
-                ScopeRow(name, descriptions[name], required=name in REQUIRED_SCOPES) for name in context["scopes"]
+                ScopeRow(name, descriptions[name], required=name in REQUIRED_SCOPES)
+                for name in context["scopes"]
+                if name != OFFLINE_SCOPE
             ],
+            access_token_minutes=oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS // 60,
+            refresh_idle_days=oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS // 86400,
             tools=MCP_TOOLS,
             memberships=form.memberships,
             selected_workspace=next((m.workspace for m in form.memberships if m.workspace.slug == selected), None),
@@ -227,8 +248,9 @@ class OpenIDConfigurationView(ConnectDiscoveryInfoView):
 
 
 class ProtectedResourceMetadataView(OAuthProtectedResourceMetadataView):
-    """DOT's RFC 9728 metadata of the MCP endpoint, without ``offline_access``: a resource server
-    should not ask for it (MCP 2026-07-28), the client adds it when it wants a refresh token."""
+    """DOT's RFC 9728 metadata of the MCP endpoint, naming the scopes the endpoint asks for (the same
+    as its 401 challenge), not every scope the authorization server knows. Never ``offline_access``:
+    a resource server should not ask for it (MCP 2026-07-28); the consent screen decides it."""
 
     def get_scopes_supported(self):
-        return [scope for scope in super().get_scopes_supported() if scope != OFFLINE_SCOPE]
+        return list(RESOURCE_SCOPES)

@@ -17,6 +17,7 @@ from accounts.models import Connection, ConnectionLink
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import Profile
 from tests.factories import UserFactory
+from tests.oauth.oauthutil import stored
 from workspaces import services
 from workspaces.models import ApiKey, AuditEvent, DailyUsage, Membership, Plan
 
@@ -125,9 +126,10 @@ def test_every_model_that_support_needs_is_registered():
 
 def test_tokens_show_masked(staff_client, everything):
     _pk, _sk, _connector, access_token, *_rest = everything
-    token = AccessToken.objects.get(token=access_token)
+    token = stored(AccessToken, access_token).get()
     html = staff_client.get(reverse("admin:oauth2_provider_accesstoken_change", args=[token.pk])).content.decode()
-    assert f"…{token.token[-4:]}" in html
+    assert f"sha256 …{token.token_checksum[-8:]}" in html
+    assert access_token not in html and access_token[-4:] not in html
     assert "Acme" in html  # the workspace the token acts for
 
 
@@ -203,8 +205,8 @@ def test_the_connection_revoke_action_kills_its_tokens(staff_client, staff, alic
     response = _act(staff_client, Connection, "revoke", Connection.objects.all())
     assert "Revoked 1 connection." in response.content.decode()
     assert workspace_for_access_token(token["access_token"]) is None
-    assert not AccessToken.objects.filter(token=token["access_token"]).exists()
-    assert RefreshToken.objects.get(token=token["refresh_token"]).revoked is not None
+    assert not stored(AccessToken, token["access_token"]).exists()
+    assert stored(RefreshToken, token["refresh_token"]).get().revoked is not None
     assert AuditEvent.objects.get(action=AuditEvent.Action.CONNECTION_REVOKED).actor == staff
 
 

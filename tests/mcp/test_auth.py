@@ -10,9 +10,9 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
 from accounts.connections import revoke_connection
-from accounts.models import Connection
 from accounts.oauth import issuer, mcp_resource_url
 from tests.mcp.conftest import MemoryStorage, call, with_client
+from tests.oauth.oauthutil import stored
 from tests.services import sign_in
 
 
@@ -75,7 +75,7 @@ def test_a_revoked_or_expired_token_is_not_authenticated(serve, directory, alice
         before = call(base, first.tokens.access_token)
 
         # Revoked in the dashboard: the next call is refused.
-        connection = Connection.objects.get(links__access_token__token=first.tokens.access_token)
+        connection = stored(AccessToken, first.tokens.access_token).get().connection_link.connection
         revoke_connection(actor=alice, connection=connection)
         revoked = call(base, first.tokens.access_token)
 
@@ -83,7 +83,7 @@ def test_a_revoked_or_expired_token_is_not_authenticated(serve, directory, alice
         third = MemoryStorage()
         with_client(base, browser, list_tools, storage=third)
         valid = call(base, third.tokens.access_token)
-        AccessToken.objects.filter(token=third.tokens.access_token).update(
+        stored(AccessToken, third.tokens.access_token).update(
             expires=timezone.now() - timedelta(seconds=1)
         )
         expired = call(base, third.tokens.access_token)
@@ -100,7 +100,7 @@ def test_a_token_for_another_resource_is_refused(serve, directory, alice, acme):
     with serve() as base:
         storage = MemoryStorage()
         with_client(base, sign_in(base, alice), list_tools, storage=storage)
-        AccessToken.objects.filter(token=storage.tokens.access_token).update(resource=["https://other.example/mcp"])
+        stored(AccessToken, storage.tokens.access_token).update(resource=["https://other.example/mcp"])
         response = call(base, storage.tokens.access_token)
     assert response.status_code == 401
     assert response.json()["error_description"] == "Not authenticated"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -61,10 +62,20 @@ def form_fields(html: str) -> list[tuple[str, str]]:
 
 
 def consent_decision(
-    html: str, *, allow: bool = True, workspace: str | None = None, drop_scopes: tuple[str, ...] = ()
+    html: str,
+    *,
+    allow: bool = True,
+    workspace: str | None = None,
+    drop_scopes: tuple[str, ...] = (),
+    stay_connected: bool = True,
 ) -> list[tuple[str, str]]:
-    """The consent form as a user would submit it: optionally switching workspace and unticking scopes."""
-    fields = [(k, v) for k, v in form_fields(html) if not (k == "scopes" and v in drop_scopes)]
+    """The consent form as a user would submit it: optionally switching workspace, unticking
+    scopes and switching "Stay connected" off."""
+    fields = [
+        (k, v)
+        for k, v in form_fields(html)
+        if not (k == "scopes" and v in drop_scopes) and not (k == "stay_connected" and not stay_connected)
+    ]
     if workspace is not None:
         fields = [(k, workspace if k == "workspace" else v) for k, v in fields]
     if allow:
@@ -104,3 +115,8 @@ def registration(**metadata) -> str:
             **metadata,
         }
     )
+
+
+def stored(model, raw_token: str):
+    """The rows of a DOT token model for a token in clear: only its SHA-256 digest is stored."""
+    return model.objects.filter(token_checksum=hashlib.sha256(raw_token.encode()).hexdigest())

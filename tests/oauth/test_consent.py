@@ -245,29 +245,50 @@ def test_a_workspace_the_user_does_not_belong_to_cannot_be_chosen(alice_client, 
 
 
 @pytest.mark.parametrize(
-    ("unticked", "granted"),
+    ("unticked", "stay_connected", "granted"),
     [
-        ((), "openid profile email offline_access"),
-        (("email",), "openid profile offline_access"),
-        (("profile", "email", "offline_access"), "openid"),
-        (("openid",), "openid profile email offline_access"),  # locked on: unticking it changes nothing
+        ((), True, "openid profile email offline_access"),
+        (("email",), True, "openid profile offline_access"),
+        (("profile", "email"), False, "openid"),
+        (("openid",), True, "openid profile email offline_access"),  # locked on: unticking it changes nothing
     ],
 )
-def test_scope_toggles_decide_the_granted_scope(alice_client, register, acme, unticked, granted):
+def test_scope_toggles_decide_the_granted_scope(alice_client, register, acme, unticked, stay_connected, granted):
     app, verifier, params, response = _start(alice_client, register)
     html = response.content.decode()
     assert '<input type="checkbox" id="scope-openid" checked disabled>' in html
-    for optional in ("profile", "email", "offline_access"):
+    for optional in ("profile", "email"):
         assert f'name="scopes" value="{optional}" checked>' in html
-    location = _decide(alice_client, response, drop_scopes=unticked)["Location"]
+    # offline_access is not a scope to untick: "Stay connected" decides it, on by default.
+    assert 'value="offline_access"' not in html
+    assert 'name="stay_connected" value="true" checked>' in html
+    location = _decide(alice_client, response, drop_scopes=unticked, stay_connected=stay_connected)["Location"]
     token = _exchange(app, params, verifier, location).json()
     assert token["scope"] == granted
-    # Refresh tokens are for the "stay connected" permission only.
-    assert ("refresh_token" in token) == ("offline_access" in granted)
+    # A refresh token exactly when the user chose to stay connected.
+    assert ("refresh_token" in token) == stay_connected
     # ID token claims follow the scopes left on.
     claims = jwt.decode(token["id_token"], options={"verify_signature": False})
     assert ("email" in claims) == ("email" in granted)
     assert ("name" in claims) == ("profile" in granted)
+
+
+@pytest.mark.parametrize("scope", [None, "openid", "openid profile"])
+def test_a_client_that_never_asks_for_offline_access_still_stays_connected(alice_client, register, acme, scope):
+    """Clients take their scopes from our challenge or resource metadata, or send none: no
+    offline_access. The connection the user approves must still outlive its first access token."""
+    app, verifier, params, response = _start(alice_client, register, scope=scope)
+    html = response.content.decode()
+    assert "Stay connected until I revoke it" in html
+    token = _exchange(app, params, verifier, _decide(alice_client, response)["Location"]).json()
+    assert token["scope"].split()[-1] == "offline_access"
+    assert token["refresh_token"]
+    refreshed = Client().post(
+        "/o/token/",
+        {"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "client_id": app["client_id"]},
+    )
+    assert refreshed.status_code == 200, refreshed.content
+    assert refreshed.json()["refresh_token"] != token["refresh_token"]
 
 
 def test_only_requested_scopes_are_shown(alice_client, register):

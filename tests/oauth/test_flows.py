@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -29,7 +31,7 @@ from mcp.client.auth.utils import (
     validate_metadata_issuer,
 )
 from mcp.shared.auth import OAuthClientMetadata
-from oauth2_provider.models import RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken
 
 from accounts.connections import workspace_for_access_token
 from accounts.models import Connection
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @contextmanager
-def _serve(tmp_path_factory, tls_files, **env: str) -> Iterator[str]:
+def _serve(tmp_path_factory, tls_files, *, workers: int = 1, **env: str) -> Iterator[str]:
     port = services.free_port()
     base = f"http://127.0.0.1:{port}"
     environment = services.server_env(
@@ -53,7 +55,7 @@ def _serve(tmp_path_factory, tls_files, **env: str) -> Iterator[str]:
         **env,
     )
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    with services.running(services.uvicorn_cmd(port), env=environment, port=port, log=log):
+    with services.running(services.uvicorn_cmd(port, workers=workers), env=environment, port=port, log=log):
         yield base
 
 
@@ -200,7 +202,7 @@ def test_no_offline_access_no_refresh_token(user, metadata):
     client = register(metadata, token_endpoint_auth_method="none")
     oauth = oauth_session(client)
     url, verifier = authorization(oauth, metadata, None)
-    location = consent(user, url, drop_scopes=("offline_access",))
+    location = consent(user, url, stay_connected=False)
     token = oauth.fetch_token(metadata["token_endpoint"], authorization_response=location, code_verifier=verifier)
     assert token["scope"] == "openid profile email"
     assert "refresh_token" not in token
@@ -359,26 +361,57 @@ def test_an_unknown_scope_is_refused(user, metadata, public_client):
     assert query(response.headers["Location"])["error"] == "invalid_scope"
 
 
-def test_parallel_refreshes_share_a_grace_period_and_later_reuse_revokes_the_family(user, metadata, public_client):
+@pytest.fixture(scope="module")
+def two_workers(django_db_setup, tmp_path_factory, tls_files) -> Iterator[str]:
+    """A second server of two worker processes on the same database, so two requests really run at once."""
+    with _serve(tmp_path_factory, tls_files, workers=2) as base:
+        yield base
+
+
+def test_parallel_refreshes_both_succeed_and_later_reuse_revokes_the_family(user, metadata, public_client, two_workers):
+    """Hosts fire tool calls in parallel; on a 401 each may refresh with the same refresh token."""
     oauth = oauth_session(public_client)
     url, verifier = authorization(oauth, metadata, None)
     token = oauth.fetch_token(
         metadata["token_endpoint"], authorization_response=consent(user, url), code_verifier=verifier
     )
-    first = oauth.refresh_token(metadata["token_endpoint"], refresh_token=token["refresh_token"])
-    # A parallel request with the same refresh token, within the grace period: the same answer.
-    second = oauth.refresh_token(metadata["token_endpoint"], refresh_token=token["refresh_token"])
-    assert (second["access_token"], second["refresh_token"]) == (first["access_token"], first["refresh_token"])
+    start = threading.Barrier(2)
+
+    def refresh(_):
+        start.wait()
+        # Each of the two calls lands on its own worker process, at the same instant.
+        return requests.post(
+            f"{two_workers}/o/token/",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": token["refresh_token"],
+                "client_id": public_client["client_id"],
+            },
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(refresh, range(2)))
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    first, second = (answer.json() for answer in answers)
+    # Tokens are stored as digests, so the loser of the race cannot be handed the winner's pair:
+    # it gets a pair of its own, in the same family, and both work.
+    assert first["access_token"] != second["access_token"]
+    for pair in (first, second):
+        assert workspace_for_access_token(pair["access_token"])[1].slug == "acme"
+    assert not AccessToken.objects.exclude(token="").exists()
+    assert not RefreshToken.objects.exclude(token="").exists()
 
     # The grace period is over (as if time had passed): reuse is detected.
     RefreshToken.objects.filter(revoked__isnull=False).update(revoked=timezone.now() - datetime.timedelta(hours=1))
     with pytest.raises(OAuthError) as refused:
         oauth.refresh_token(metadata["token_endpoint"], refresh_token=token["refresh_token"])
     assert refused.value.error == "invalid_grant"
-    # ...and the whole family dies, including the tokens the legitimate client holds.
-    assert workspace_for_access_token(first["access_token"]) is None
-    with pytest.raises(OAuthError):
-        oauth.refresh_token(metadata["token_endpoint"], refresh_token=first["refresh_token"])
+    # ...and the whole family dies, including the tokens both parallel callers hold.
+    for pair in (first, second):
+        assert workspace_for_access_token(pair["access_token"]) is None
+        with pytest.raises(OAuthError):
+            oauth.refresh_token(metadata["token_endpoint"], refresh_token=pair["refresh_token"])
 
 
 def test_the_consent_screen_answers_over_http_with_its_headers(user, metadata, public_client):
