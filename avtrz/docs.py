@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
@@ -114,7 +115,14 @@ def mcp(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def mcp_connect(request: HttpRequest) -> HttpResponse:
-    return _page(request, "mcp_connect.html")
+    # The lifetimes the page states are the configured ones.
+    return _page(
+        request,
+        "mcp_connect.html",
+        access_token_minutes=settings.OAUTH_ACCESS_TOKEN_SECONDS // 60,
+        refresh_idle_days=settings.OAUTH_REFRESH_TOKEN_SECONDS // 86400,
+        refresh_grace_seconds=settings.OAUTH_REFRESH_GRACE_SECONDS,
+    )
 
 
 @require_safe

@@ -107,6 +107,18 @@ def test_the_api_reference_explains_every_error_code(client):
         assert f'<code>{code}</code></td><td><code class="status">{status}</code>' in errors
 
 
+def test_the_connector_page_states_the_configured_connection_lifetimes(client, settings):
+    settings.OAUTH_ACCESS_TOKEN_SECONDS = 1800
+    settings.OAUTH_REFRESH_TOKEN_SECONDS = 90 * 86400
+    settings.OAUTH_REFRESH_GRACE_SECONDS = 10
+    html = client.get(reverse("docs:mcp-connect")).content.decode()
+    assert "How long a connection lasts, and how to end it" in html
+    assert "works for 30 minutes" in html
+    assert "unused for 90 days" in html
+    assert "10-second grace period" in html
+    assert "Stay connected until I revoke it" in html
+
+
 def test_plans_are_shown_from_the_database(client):
     html = client.get(reverse("docs:how-it-works")).content.decode()
     assert "Free" in html and "1000" in html
