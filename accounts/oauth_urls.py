@@ -2,13 +2,16 @@
 
 One module in DOT's ``oauth2_provider`` namespace (DOT reverses its own endpoint names to build
 the metadata documents): discovery documents at the root, where RFC 8414, OpenID discovery and
-RFC 9728 put them for an issuer without a path, and the endpoints under ``/o/``.
+RFC 9728 put them for an issuer without a path, and the endpoints under ``/o/``. Those that
+authenticate clients are ``limited``: too many failed client authentications get a 429
+(accounts.client_auth).
 """
 
 from django.urls import path, re_path
 from oauth2_provider import views as dot
 
 from accounts import oauth_views
+from accounts.client_auth import limited
 
 
 app_name = "oauth2_provider"
@@ -33,9 +36,9 @@ urlpatterns = [
         name="oauth-resource-metadata-mcp",
     ),
     path("o/authorize/", oauth_views.ConsentView.as_view(), name="authorize"),
-    path("o/token/", dot.TokenView.as_view(), name="token"),
-    path("o/revoke_token/", dot.RevokeTokenView.as_view(), name="revoke-token"),
-    path("o/introspect/", dot.IntrospectTokenView.as_view(), name="introspect"),
+    path("o/token/", limited(dot.TokenView.as_view()), name="token"),
+    path("o/revoke_token/", limited(dot.RevokeTokenView.as_view()), name="revoke-token"),
+    path("o/introspect/", limited(dot.IntrospectTokenView.as_view()), name="introspect"),
     path("o/userinfo/", dot.UserInfoView.as_view(), name="user-info"),
     path("o/register/", oauth_views.RegistrationView.as_view(), name="dcr-register"),
     path(
@@ -45,6 +48,6 @@ urlpatterns = [
     ),
     # Some clients build these from the origin instead of reading the metadata.
     path("authorize", oauth_views.ConsentView.as_view(), name="authorize-at-root"),
-    path("token", dot.TokenView.as_view(), name="token-at-root"),
+    path("token", limited(dot.TokenView.as_view()), name="token-at-root"),
     path("register", oauth_views.RegistrationView.as_view(), name="dcr-register-at-root"),
 ]

@@ -11,7 +11,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from accounts import connections
+from accounts import client_auth, connections
 from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
 
@@ -115,3 +115,8 @@ class AvtrzOAuth2Validator(OAuth2Validator):
     def get_additional_claims(self, request):
         # Filtered by DOT against the granted scopes (profile → name, email → email).
         return {"name": request.user.get_full_name(), "email": request.user.email}
+
+    def authenticate_client(self, request, *args, **kwargs):
+        # DOT's check, with failures limited per client and per address (429 past the limit) and
+        # secrets stored with an older hasher or key re-hashed once they verify.
+        return client_auth.authenticate(self, request)

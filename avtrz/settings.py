@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -210,9 +211,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# User passwords keep Django's default (PBKDF2). OAuth client secrets are random, so they get a fast
+# keyed digest instead (accounts.hashers, named by OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"]); secrets
+# stored with PBKDF2 before it still verify, and are re-hashed on their next use.
+PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "accounts.hashers.ClientSecretHasher"]
 if TESTING:
-    # Hashing speed is not what the tests measure.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Hashing speed is not what the tests measure; the others stay to verify what they stored.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 # Failed sign-ins allowed per email and per client address in LOGIN_RATE_WINDOW_S.
 LOGIN_RATE_LIMIT = envint("LOGIN_RATE_LIMIT", 5)
 LOGIN_RATE_WINDOW_S = envint("LOGIN_RATE_WINDOW_S", 900)
@@ -420,6 +425,12 @@ OAUTH_REFRESH_GRACE_SECONDS = envint("OAUTH_REFRESH_GRACE_SECONDS", 30)
 # Dynamic client registrations allowed per client address in OAUTH_REGISTRATION_RATE_WINDOW_S.
 OAUTH_REGISTRATION_RATE_LIMIT = envint("OAUTH_REGISTRATION_RATE_LIMIT", 20)
 OAUTH_REGISTRATION_RATE_WINDOW_S = envint("OAUTH_REGISTRATION_RATE_WINDOW_S", 3600)
+# Failed client authentications (a wrong client secret) allowed per client and per client address in
+# OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S at the token, revocation and introspection endpoints; past either,
+# those endpoints answer 429 without checking the secret until the window ends (accounts.client_auth).
+OAUTH_CLIENT_AUTH_FAILURE_LIMIT = envint("OAUTH_CLIENT_AUTH_FAILURE_LIMIT", 10)
+OAUTH_CLIENT_AUTH_FAILURE_ADDRESS_LIMIT = envint("OAUTH_CLIENT_AUTH_FAILURE_ADDRESS_LIMIT", 30)
+OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S = envint("OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S", 300)
 # Private-use redirect URI schemes of native clients (RFC 8252 §7.1), on top of http(s).
 OAUTH_APP_SCHEMES = envlist("OAUTH_APP_SCHEMES", "cursor,vscode,vscode-insiders,windsurf")
 # A PEM bundle to trust, instead of the default store, when fetching client metadata documents.
@@ -479,6 +490,7 @@ OAUTH2_PROVIDER = {
     "OAUTH2_PROTECTED_RESOURCE_IDENTIFIER": f"{PUBLIC_BASE_URL}/mcp",
     "OAUTH2_PROTECTED_RESOURCE_AUTHORIZATION_SERVERS": [PUBLIC_BASE_URL],
     "OAUTH2_PROTECTED_RESOURCE_NAME": "Avtrz",
+    "CLIENT_SECRET_HASHER": "avtrz_hmac_sha256",
 }
 SILENCED_SYSTEM_CHECKS = [
     # DOT refuses a refresh grace period with hashed token storage, because its grace hands back
