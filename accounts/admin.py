@@ -65,6 +65,8 @@ class ConnectionAdmin(ReadOnlyAdmin):
     fields = [
         "uid",
         "application",
+        "publisher",
+        "redirect_uri",
         "redirect_uris",
         "user",
         "workspace",
@@ -74,10 +76,20 @@ class ConnectionAdmin(ReadOnlyAdmin):
         "last_used_at",
         "revoked_at",
     ]
-    readonly_fields = ["redirect_uris", "live_credentials"]
+    readonly_fields = ["publisher", "redirect_uris", "live_credentials"]
     actions = ["revoke"]
 
-    @admin.display(description="Client redirect URIs")
+    @admin.display(description="Publisher")
+    def publisher(self, obj: Connection) -> str:
+        # From the redirect URI the latest consent used, as the dashboard shows it.
+        publisher = obj.publisher
+        return (
+            f"{publisher.name} ({publisher.vendor}, verified)"
+            if publisher.verified
+            else f"{publisher.name} (unverified)"
+        )
+
+    @admin.display(description="Client's registered redirect URIs")
     def redirect_uris(self, obj: Connection) -> str:
         return obj.application.redirect_uris
 

@@ -47,16 +47,21 @@ def record_consent(*, grant: Grant, workspace: Workspace) -> Connection:
     """Bind a freshly issued authorization code to the user's connection for ``workspace``.
 
     The first consent for a (user, client, workspace) creates the connection; a later one
-    (re-authorizing, or reconnecting after a revocation) reactivates it with the new scopes.
+    (re-authorizing, or reconnecting after a revocation) reactivates it with the new scopes. Each
+    records the redirect URI the code is sent to, which is what the connection is recognised by.
     """
     connection, created = Connection.objects.select_for_update().get_or_create(
-        user=grant.user, application=grant.application, workspace=workspace, defaults={"scope": grant.scope}
+        user=grant.user,
+        application=grant.application,
+        workspace=workspace,
+        defaults={"scope": grant.scope, "redirect_uri": grant.redirect_uri},
     )
     reconnected = not created and connection.revoked_at is not None
     if not created:
         connection.scope = grant.scope
+        connection.redirect_uri = grant.redirect_uri
         connection.revoked_at = None
-        connection.save(update_fields=["scope", "revoked_at"])
+        connection.save(update_fields=["scope", "redirect_uri", "revoked_at"])
     if created or reconnected:
         _audit(connection, grant.user, AuditEvent.Action.CONNECTION_CREATED, "connected")
     ConnectionLink.objects.create(connection=connection, grant=grant)
@@ -101,15 +106,8 @@ def can_revoke(actor: User, connection: Connection) -> bool:
     return membership is not None and membership.can_manage
 
 
-@transaction.atomic
-def revoke_connection(*, actor: User, connection: Connection) -> None:
-    """Revoke a connection: its access tokens, refresh tokens and pending codes stop working at once."""
-    if not can_revoke(actor, connection):
-        raise PermissionDenied("Only the person who connected it, or a workspace owner or admin, can revoke this.")
-    connection = Connection.objects.select_for_update().get(pk=connection.pk)
-    if connection.revoked_at is not None:
-        return
-    now = timezone.now()
+def _revoke(connection: Connection, now) -> None:
+    """Stop a locked, active connection's access tokens, refresh tokens and pending codes at once."""
     # Refresh tokens are marked revoked rather than deleted, as DOT's own revocation does, so a
     # replay is recognised as reuse instead of looking like an unknown token.
     RefreshToken.objects.filter(connection_link__connection=connection, revoked__isnull=True).update(
@@ -119,7 +117,62 @@ def revoke_connection(*, actor: User, connection: Connection) -> None:
     Grant.objects.filter(connection_link__connection=connection).delete()
     connection.revoked_at = now
     connection.save(update_fields=["revoked_at"])
+
+
+@transaction.atomic
+def revoke_connection(*, actor: User, connection: Connection) -> None:
+    """Revoke a connection: its access tokens, refresh tokens and pending codes stop working at once."""
+    if not can_revoke(actor, connection):
+        raise PermissionDenied("Only the person who connected it, or a workspace owner or admin, can revoke this.")
+    connection = Connection.objects.select_for_update().get(pk=connection.pk)
+    if connection.revoked_at is not None:
+        return
+    _revoke(connection, timezone.now())
     _audit(connection, actor, AuditEvent.Action.CONNECTION_REVOKED, "revoked")
+
+
+@transaction.atomic
+def revoke_member_connections(*, user_id: int, workspace_id: int) -> list[Connection]:
+    """Revoke every active connection ``user_id`` made to ``workspace_id``, because they are no longer
+    a member of it (removed, or left). Returns the connections revoked; the caller audits.
+
+    No permission check: the caller decided the membership ends. Without this the tokens would stop
+    at the MCP endpoint (it checks membership) but refresh tokens would keep minting new ones, and a
+    returning member would find the old connection live again.
+    """
+    revoked = list(
+        Connection.objects.select_for_update(of=("self",))
+        .active()
+        .filter(user_id=user_id, workspace_id=workspace_id)
+        .select_related("application")
+        .order_by("pk")
+    )
+    now = timezone.now()
+    for connection in revoked:
+        _revoke(connection, now)
+    return revoked
+
+
+def revoke_on_membership_deleted(membership: Membership, origin) -> None:
+    """``post_delete`` of a membership, wherever it was deleted (the support admin, a shell): revoke
+    what the services did not already, and audit it.
+
+    Skipped when the membership goes with its workspace or user: their connections are deleted too.
+    """
+    if not (isinstance(origin, Membership) or isinstance(origin, QuerySet) and origin.model is Membership):
+        return
+    revoked = revoke_member_connections(user_id=membership.user_id, workspace_id=membership.workspace_id)
+    if revoked:
+        AuditEvent.objects.create(
+            workspace_id=membership.workspace_id,
+            action=AuditEvent.Action.CONNECTION_REVOKED,
+            summary=f"Avtrz revoked {_count(revoked)} of {membership.user}, no longer a member"[:255],
+            data={"user": membership.user.email, "connections": [str(c.uid) for c in revoked]},
+        )
+
+
+def _count(connections: list[Connection]) -> str:
+    return f"{len(connections)} AI connection{'' if len(connections) == 1 else 's'}"
 
 
 def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | None:

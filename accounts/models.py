@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
+
+from accounts.publishers import Publisher, recognise
 
 
 class UserManager(BaseUserManager["User"]):
@@ -86,6 +91,13 @@ class Connection(models.Model):
         settings.OAUTH2_PROVIDER_APPLICATION_MODEL, on_delete=models.CASCADE, related_name="avtrz_connections"
     )
     scope = models.TextField(blank=True, help_text="Scopes granted at the latest consent, space separated.")
+    # What the connection is recognised by: a client may register someone else's redirect URI beside
+    # its own, so the list it registered proves nothing; where its code actually went does.
+    redirect_uri = models.TextField(
+        blank=True,
+        help_text="Where the latest consent sent the authorization code. Blank when unknown (connections "
+        "made before it was recorded), which shows as unverified.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last time tokens were issued.")
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -104,6 +116,25 @@ class Connection(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def publisher(self) -> Publisher:
+        """Who is behind the connection, recognised from the redirect URI its latest code went to."""
+        return recognise(self.redirect_uri, self.application.name)
+
+    @property
+    def redirect_host(self) -> str:
+        """Where its codes go, short: ``claude.ai``, ``127.0.0.1:53682``, ``cursor://anysphere.cursor-mcp``;
+        empty when unknown."""
+        try:
+            parts = urlsplit(self.redirect_uri)
+            port = parts.port
+        except ValueError:
+            return ""
+        if not parts.scheme or not parts.hostname:
+            return ""
+        host = parts.hostname + (f":{port}" if port else "")
+        return host if parts.scheme == "https" else f"{parts.scheme}://{host}"
 
 
 class ConnectionLink(models.Model):
@@ -141,3 +172,12 @@ class ConnectionLink(models.Model):
 
     def __str__(self) -> str:
         return f"Link #{self.pk} to connection #{self.connection_id}"
+
+
+@receiver(post_delete, sender="workspaces.Membership", dispatch_uid="accounts.revoke-former-member")
+def _membership_deleted(sender, instance, origin=None, **kwargs) -> None:
+    # A former member's connections to the workspace die with the membership, however it was deleted;
+    # workspaces.services revokes them first itself, to count them in its audit row.
+    from accounts.connections import revoke_on_membership_deleted  # it imports this module
+
+    revoke_on_membership_deleted(instance, origin)

@@ -14,6 +14,7 @@ from django.db.models.functions import Greatest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.connections import revoke_member_connections
 from workspaces import keys, usage
 from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace
 from workspaces.tasks import send_email
@@ -111,25 +112,45 @@ def _ensure_owner_remains(membership: Membership) -> None:
         raise ValidationError("A workspace needs at least one owner. Make someone else an owner first.")
 
 
+def _end_membership(membership: Membership) -> dict:
+    """Delete the membership and revoke the AI connections its user made to the workspace: their
+    refresh tokens would otherwise keep working. Returns the audit data saying what went."""
+    revoked = revoke_member_connections(user_id=membership.user_id, workspace_id=membership.workspace_id)
+    membership.delete()
+    return {"user": membership.user.email, "connections_revoked": [str(c.uid) for c in revoked]}
+
+
+def _and_connections(data: dict) -> str:
+    count = len(data["connections_revoked"])
+    return f", revoking {count} AI connection{'' if count == 1 else 's'}" if count else ""
+
+
 @transaction.atomic
 def remove_member(*, actor: Membership, membership: Membership) -> None:
     if membership.role == Role.OWNER and actor.role != Role.OWNER:
         raise PermissionDenied("Only owners can remove an owner.")
     _ensure_owner_remains(membership)
-    membership.delete()
+    data = _end_membership(membership)
     _audit(
         actor.workspace,
         actor.user,
         AuditEvent.Action.MEMBER_REMOVED,
-        f"{actor.user} removed {membership.user}",
+        f"{actor.user} removed {membership.user}{_and_connections(data)}",
+        **data,
     )
 
 
 @transaction.atomic
 def leave_workspace(*, membership: Membership) -> None:
     _ensure_owner_remains(membership)
-    membership.delete()
-    _audit(membership.workspace, membership.user, AuditEvent.Action.MEMBER_LEFT, f"{membership.user} left")
+    data = _end_membership(membership)
+    _audit(
+        membership.workspace,
+        membership.user,
+        AuditEvent.Action.MEMBER_LEFT,
+        f"{membership.user} left{_and_connections(data)}",
+        **data,
+    )
 
 
 @transaction.atomic

@@ -16,6 +16,8 @@ from accounts.connections import (
 )
 from accounts.models import Connection
 from accounts.oauth import mcp_resource_url
+from tests.oauth.oauthutil import CLAUDE
+from workspaces import services
 from workspaces.models import AuditEvent, Membership
 
 
@@ -115,3 +117,142 @@ def test_who_may_revoke(client, connect, alice, bob, charlie, acme):
         revoke_connection(actor=charlie, connection=connection)
     revoke_connection(actor=alice, connection=connection)  # the workspace owner
     assert not Connection.objects.active().exists()
+
+
+# ---------------------------------------------------------------- recognised by where the code went
+
+ELSEWHERE = "https://agent.example/oauth/callback"
+
+
+def _connections_page(client) -> str:
+    return client.get("/w/acme/connections/").content.decode()
+
+
+def test_a_connection_is_recognised_by_the_redirect_uri_its_code_went_to(alice_client, register, connect):
+    """A client that registers Claude's callback beside its own is not Claude when the code goes to its own."""
+    app = register(redirect_uris=[CLAUDE, ELSEWHERE], client_name="Totally Claude")
+    connect(alice_client, app=app, redirect_uri=ELSEWHERE)
+    connection = Connection.objects.get()
+    assert connection.redirect_uri == ELSEWHERE
+    assert not connection.publisher.verified
+    body = _connections_page(alice_client)
+    assert "<strong>Totally Claude</strong>" in body and "Unverified" in body
+    assert "✓ Verified" not in body and "Anthropic" not in body
+    assert "<code>agent.example</code>" in body
+
+    # Consenting again through Claude's callback: now the code went to claude.ai.
+    connect(alice_client, app=app, redirect_uri=CLAUDE)
+    connection.refresh_from_db()
+    assert connection.redirect_uri == CLAUDE
+    body = _connections_page(alice_client)
+    assert "<strong>Claude</strong>" in body and "✓ Verified" in body and "<code>claude.ai</code>" in body
+
+
+def test_a_connection_from_before_redirect_uris_were_recorded_shows_unverified(alice_client, connect):
+    connect(alice_client)  # registered with Claude's callback only
+    Connection.objects.update(redirect_uri="")  # as the migration leaves existing rows
+    body = _connections_page(alice_client)
+    assert "✓ Verified" not in body and "Unverified" in body
+    assert "Not recorded where its authorization was sent" in body
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "host"),
+    [
+        (CLAUDE, "claude.ai"),
+        ("http://127.0.0.1:53682/callback", "http://127.0.0.1:53682"),
+        ("cursor://anysphere.cursor-mcp/oauth/callback", "cursor://anysphere.cursor-mcp"),
+        ("https://user@agent.example:8443/cb", "agent.example:8443"),
+        ("", ""),
+        ("not a uri", ""),
+    ],
+)
+def test_the_redirect_host_is_short(redirect_uri, host):
+    assert Connection(redirect_uri=redirect_uri).redirect_host == host
+
+
+# ---------------------------------------------------------------- members who go take their connections along
+
+
+def _membership(user, workspace) -> Membership:
+    return Membership.objects.select_related("user", "workspace").get(user=user, workspace=workspace)
+
+
+@pytest.mark.parametrize("how", ["removed", "left"])
+def test_a_member_who_goes_loses_their_connections_to_that_workspace(client, connect, alice, bob, acme, how):
+    other = services.create_workspace(owner=bob, name="Bob's own")
+    client.force_login(bob)
+    app, token = connect(client)
+    _app, elsewhere = connect(client, workspace=other.slug)
+    if how == "removed":
+        services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+    else:
+        services.leave_workspace(membership=_membership(bob, acme))
+
+    assert workspace_for_access_token(token["access_token"]) is None
+    refused = _refresh(app, token)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    connection = Connection.objects.get(workspace=acme)
+    assert connection.revoked_at is not None
+    assert not AccessToken.objects.filter(connection_link__connection=connection).exists()
+    assert not RefreshToken.objects.filter(connection_link__connection=connection, revoked__isnull=True).exists()
+    # The connection to the workspace Bob still belongs to is untouched.
+    assert workspace_for_access_token(elsewhere["access_token"])[1] == other
+    assert _refresh(_app, elsewhere).status_code == 200
+
+    action = AuditEvent.Action.MEMBER_REMOVED if how == "removed" else AuditEvent.Action.MEMBER_LEFT
+    event = AuditEvent.objects.get(action=action)
+    assert event.workspace == acme
+    assert event.actor == (alice if how == "removed" else bob)
+    assert event.data == {"user": "bob@example.com", "connections_revoked": [str(connection.uid)]}
+    assert event.summary.endswith("revoking 1 AI connection")
+    # Counted in the member's event, not once more as a revocation of its own.
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.CONNECTION_REVOKED).exists()
+
+
+def test_removing_a_member_leaves_everyone_elses_connections(client, connect, alice, bob, acme):
+    alice_client = Client()
+    alice_client.force_login(alice)
+    _app, alices = connect(alice_client)
+    client.force_login(bob)
+    connect(client)
+    services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+    assert workspace_for_access_token(alices["access_token"])[1] == acme
+    assert Connection.objects.active().get().user == alice
+
+
+def test_a_membership_deleted_elsewhere_revokes_too(client, connect, bob, acme):
+    """The support admin (or a shell) deleting the membership, not the dashboard's services."""
+    client.force_login(bob)
+    app, token = connect(client)
+    Membership.objects.filter(user=bob, workspace=acme).delete()
+    assert _refresh(app, token).json()["error"] == "invalid_grant"
+    assert not Connection.objects.active().exists()
+    event = AuditEvent.objects.get(action=AuditEvent.Action.CONNECTION_REVOKED)
+    assert event.workspace == acme and event.actor is None
+    assert "bob@example.com" in event.summary
+
+
+def test_deleting_a_user_or_a_workspace_deletes_their_connections(client, connect, alice, bob, acme):
+    """Their memberships go too, but with the connections: nothing to revoke, nothing to audit."""
+    client.force_login(bob)
+    connect(client)
+    bob.delete()
+    assert not Connection.objects.exists()
+    client.force_login(alice)
+    connect(client)
+    acme.delete()
+    assert not Connection.objects.exists()
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.CONNECTION_REVOKED).exists()
+
+
+def test_a_returning_member_must_connect_again(client, connect, alice, bob, acme):
+    client.force_login(bob)
+    app, token = connect(client)
+    services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+    Membership.objects.create(user=bob, workspace=acme, role=Membership.Role.MEMBER)
+    assert workspace_for_access_token(token["access_token"]) is None
+    assert _refresh(app, token).status_code == 400
+    _app, fresh = connect(client, app=app)  # consent again
+    assert workspace_for_access_token(fresh["access_token"])[1] == acme

@@ -35,7 +35,9 @@ def make_connection(db):
             redirect_uris=redirect_uri,
             client_secret="",
         )
-        connection = Connection.objects.create(user=user, workspace=workspace, application=application, scope=scope)
+        connection = Connection.objects.create(
+            user=user, workspace=workspace, application=application, scope=scope, redirect_uri=redirect_uri
+        )
         token = AccessToken.objects.create(
             user=user,
             application=application,
