@@ -2,9 +2,12 @@
 
 Wrapped around DOT's check by ``AvtrzOAuth2Validator.authenticate_client``:
 
-- **Failures are limited.** A wrong client secret counts against the client id it named and against
-  the caller's address (``OAUTH_CLIENT_AUTH_FAILURE_LIMIT`` / ``..._ADDRESS_LIMIT`` per
-  ``OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S``). Past either limit the endpoint answers ``429`` with
+- **Failures are limited.** A failed client authentication counts against the client id it named
+  (``OAUTH_CLIENT_AUTH_FAILURE_LIMIT`` per ``OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S``) and, when that
+  client exists and so a secret was checked, against the caller's address (``..._ADDRESS_LIMIT``).
+  Unknown client ids cost no hashing, and hosted connectors (Claude's) send many users' clients from
+  a few shared addresses, where a handful of stale or deleted clients must not hold off everyone
+  else's refreshes. Past either limit the endpoint answers ``429`` with
   ``Retry-After`` and ``{"error": "too_many_requests"}`` before looking at the secret, until the window
   ends; a right secret gets the same answer meanwhile, so a blocked caller learns nothing. Only
   failures count. The counters live in the cache and fail open when Redis is away (``avtrz.throttle``).
@@ -26,7 +29,7 @@ from urllib.parse import unquote_plus
 from django.conf import settings
 from django.contrib.auth.hashers import get_hasher, identify_hasher, make_password
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from oauth2_provider.models import AbstractApplication
+from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -70,8 +73,11 @@ def authenticate(validator, request) -> bool:
     elif validator._authenticate_request_body(request):
         secret = getattr(request, "client_secret", "") or ""
     else:
+        # DOT drops request.client when the body attempt follows a failed Basic one: ask the database.
+        checked = get_application_model().objects.filter(client_id=client_id).exists()
         for scope, ident, _limit in limits:
-            throttle.hit(scope, ident, settings.OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S)
+            if checked or scope == CLIENT_SCOPE:
+                throttle.hit(scope, ident, settings.OAUTH_CLIENT_AUTH_FAILURE_WINDOW_S)
         return False
     upgrade_stored_secret(request.client, secret)
     return True

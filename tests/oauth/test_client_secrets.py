@@ -254,3 +254,14 @@ def test_introspection_with_a_bearer_token_is_not_a_failed_client_authentication
     for _ in range(3):
         response = Client().post("/o/introspect/", {"token": "x"}, HTTP_AUTHORIZATION="Bearer not-a-token")
         assert response.status_code == 403
+
+
+def test_unknown_client_ids_do_not_hold_off_an_address(register, settings):
+    """A hosted connector's shared address sending stale, deleted clients' ids keeps its other clients."""
+    settings.OAUTH_CLIENT_AUTH_FAILURE_ADDRESS_LIMIT = 3
+    gone = {"client_id": "deleted-client", "client_secret": "whatever"}
+    for _ in range(settings.OAUTH_CLIENT_AUTH_FAILURE_LIMIT):
+        assert _refresh_with(gone, "whatever").status_code == 401
+    assert_throttled(_refresh_with(gone, "whatever"))  # that id itself is held off
+    app = register(token_endpoint_auth_method="client_secret_post")
+    assert _refresh_with(app, "wrong").status_code == 401  # not 429: the address is not
