@@ -36,7 +36,7 @@ urlpatterns = [
         name="oauth-resource-metadata-mcp",
     ),
     path("o/authorize/", oauth_views.ConsentView.as_view(), name="authorize"),
-    path("o/token/", limited(dot.TokenView.as_view()), name="token"),
+    path("o/token/", limited(oauth_views.TokenView.as_view()), name="token"),
     path("o/revoke_token/", limited(dot.RevokeTokenView.as_view()), name="revoke-token"),
     path("o/introspect/", limited(dot.IntrospectTokenView.as_view()), name="introspect"),
     path("o/userinfo/", dot.UserInfoView.as_view(), name="user-info"),
@@ -48,6 +48,6 @@ urlpatterns = [
     ),
     # Some clients build these from the origin instead of reading the metadata.
     path("authorize", oauth_views.ConsentView.as_view(), name="authorize-at-root"),
-    path("token", limited(dot.TokenView.as_view()), name="token-at-root"),
+    path("token", limited(oauth_views.TokenView.as_view()), name="token-at-root"),
     path("register", oauth_views.RegistrationView.as_view(), name="dcr-register-at-root"),
 ]

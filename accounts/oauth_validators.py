@@ -14,6 +14,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from accounts import client_auth, connections
 from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
+from accounts.redirects import redirect_uri_allowed
 
 
 AccessToken = get_access_token_model()
@@ -111,6 +112,10 @@ class AvtrzOAuth2Validator(OAuth2Validator):
         refresh_token = super()._create_refresh_token(request, refresh_token_code, access_token, previous_refresh_token)
         connections.link_token(request.connection, refresh_token=refresh_token)
         return refresh_token
+
+    def validate_redirect_uri(self, client_id, redirect_uri, request, *args, **kwargs):
+        # DOT's exact match, plus loopback URIs across loopback names (see accounts.redirects).
+        return redirect_uri_allowed(request.client, redirect_uri)
 
     def get_additional_claims(self, request):
         # Filtered by DOT against the granted scopes (profile → name, email → email).

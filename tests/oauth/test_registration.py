@@ -1,5 +1,6 @@
 """Dynamic client registration (RFC 7591) and the clean-up of abandoned registrations."""
 
+import json
 import time
 from datetime import timedelta
 
@@ -138,3 +139,126 @@ def test_the_clean_up_tasks_run(settings):
     assert tasks.clear_abandoned_registrations.delay().get() == 1
     tasks.clear_expired_tokens.delay().get()
     assert not Application.objects.filter(client_id=stale).exists()
+
+
+# ------------------------------------------------- RFC 7591 §3.2.1: the response echoes what was registered
+
+
+def test_the_response_echoes_every_registered_field():
+    metadata = {
+        "client_name": "VS Code",
+        "redirect_uris": ["https://vscode.dev/redirect", "http://127.0.0.1/", "http://127.0.0.1:33418/"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    }
+    data = _post(json.dumps(metadata)).json()
+    for field, value in metadata.items():
+        assert data[field] == value, field
+    assert data["client_id"] and data["client_id_issued_at"] > 0
+    assert data["registration_access_token"] and data["registration_client_uri"].endswith(f"/{data['client_id']}/")
+
+
+def test_response_types_are_echoed_even_when_the_client_sent_none():
+    data = _post(registration()).json()
+    assert data["response_types"] == ["code"]
+    assert "application_type" not in data
+
+
+def test_fields_that_are_not_stored_are_not_claimed():
+    data = _post(
+        registration(
+            scope="claudeai",
+            client_uri="https://code.visualstudio.com",
+            logo_uri="https://example.com/logo.png",
+            contacts=["dev@example.com"],
+        )
+    ).json()
+    # DOT registers no scope (any client may ask for any scope the metadata lists; the user decides)
+    # and stores neither URI: echoing them would claim what the server does not keep.
+    for field in ("scope", "client_uri", "logo_uri", "contacts"):
+        assert field not in data, field
+
+
+def test_unsupported_grant_and_response_types_beside_the_code_flow_are_dropped():
+    # Older VS Code registers the device grant along with the code flow; DOT refused the whole
+    # registration ("only one grant type per application").
+    data = _post(
+        registration(
+            grant_types=["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+            response_types=["code", "token"],
+        )
+    ).json()
+    assert data["grant_types"] == ["authorization_code", "refresh_token"]
+    assert data["response_types"] == ["code"]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [
+        ({"grant_types": ["client_credentials"]}, "invalid_client_metadata"),
+        ({"grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, "invalid_client_metadata"),
+        ({"grant_types": ["implicit"]}, "invalid_client_metadata"),
+        ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
+        ({"response_types": ["token"]}, "invalid_client_metadata"),
+        ({"response_types": "code"}, "invalid_client_metadata"),
+        ({"application_type": "desktop"}, "invalid_client_metadata"),
+        ({"application_type": 1}, "invalid_client_metadata"),
+        ({"client_name": {"en": "Client"}}, "invalid_client_metadata"),
+        ({"redirect_uris": ["http://127.0.0.1:99999/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://[::1/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://app.example/\x00"]}, "invalid_redirect_uri"),
+    ],
+    ids=[
+        "client-credentials",
+        "device-only",
+        "implicit",
+        "grant-string",
+        "token-response",
+        "response-string",
+        "app-type",
+        "app-type-int",
+        "name-object",
+        "bad-port",
+        "bad-ipv6",
+        "control-char",
+    ],
+)
+def test_metadata_the_server_cannot_honour_is_refused(metadata, error):
+    response = _post(registration(**metadata))
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == error
+    assert not Application.objects.exists()
+
+
+def test_malformed_and_oversized_bodies_get_json_errors(settings):
+    deep = _post("[" * 5_000 + "]" * 5_000)
+    assert deep.status_code == 400
+    assert deep.json()["error"] == "invalid_client_metadata"
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    huge = _post(registration(client_name="x" * 2_000))
+    assert huge.status_code == 400
+    assert huge.json()["error"] == "invalid_client_metadata"
+
+
+def test_reading_and_updating_a_registration_answer_the_same_fields():
+    data = _post(registration(application_type="web")).json()
+    client = Client(headers={"Authorization": f"Bearer {data['registration_access_token']}"})
+    url = f"/o/register/{data['client_id']}/"
+    read = client.get(url).json()
+    assert read["response_types"] == ["code"]
+    assert read["client_id_issued_at"] == data["client_id_issued_at"]
+    updated = client.put(url, registration(application_type="native"), content_type="application/json")
+    assert updated.status_code == 200
+    assert (updated.json()["response_types"], updated.json()["application_type"]) == (["code"], "native")
+    refused = client.put(url, registration(grant_types=["client_credentials"]), content_type="application/json")
+    assert refused.status_code == 400
+
+
+def test_the_metadata_offers_client_id_metadata_documents_and_keeps_registration():
+    for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+        metadata = Client().get(path).json()
+        assert metadata["client_id_metadata_document_supported"] is True, path
+        assert metadata["registration_endpoint"].endswith("/o/register/"), path
+        assert "none" in metadata["token_endpoint_auth_methods_supported"], path
