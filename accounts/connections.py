@@ -77,8 +77,26 @@ def connection_for_grant(grant_code: str, application: AbstractApplication) -> C
     return link.connection if link else None
 
 
-def link_token(connection: Connection, *, access_token=None, refresh_token=None) -> None:
-    ConnectionLink.objects.create(connection=connection, access_token=access_token, refresh_token=refresh_token)
+def link_token(connection: Connection, *, access_token=None, refresh_token=None, code_digest: str = "") -> None:
+    ConnectionLink.objects.create(
+        connection=connection, access_token=access_token, refresh_token=refresh_token, code_digest=code_digest
+    )
+
+
+def revoke_tokens_from_code(code_digest: str) -> int:
+    """Revoke every token issued from one authorization code: the pair of its exchange and all the
+    rotations since (the same refresh token family). For a replayed code, whose tokens may have
+    gone to an attacker (RFC 6749 §4.1.2). Returns how many credentials were revoked."""
+    links = ConnectionLink.objects.filter(code_digest=code_digest).select_related("refresh_token")
+    families = {link.refresh_token.token_family for link in links if link.refresh_token is not None}
+    live = RefreshToken.objects.filter(token_family__in=families, revoked__isnull=True).count()
+    for family in families:
+        RefreshToken.revoke_family(family)
+    # The exchange's own access token, when no refresh token came with it ("Stay connected" off).
+    first = AccessToken.objects.filter(connection_link__code_digest=code_digest)
+    unrefreshable = first.count()
+    first.delete()
+    return live + unrefreshable
 
 
 def _listing(queryset: QuerySet[Connection]) -> QuerySet[Connection]:

@@ -157,6 +157,9 @@ class ConnectionLink(models.Model):
         null=True,
         related_name="connection_link",
     )
+    # The authorization code a token was first issued from (SHA-256, hex), so that a replayed code
+    # can revoke every token that came from it (RFC 6749 §4.1.2), including the rotations since.
+    code_digest = models.CharField(max_length=64, blank=True, db_index=True)
 
     class Meta:
         constraints = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -16,6 +18,8 @@ from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
 from accounts.redirects import redirect_uri_allowed
 
+
+logger = logging.getLogger(__name__)
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -105,13 +109,23 @@ class AvtrzOAuth2Validator(OAuth2Validator):
 
     def _create_access_token(self, expires, request, token, source_refresh_token=None):
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
-        connections.link_token(request.connection, access_token=access_token)
+        connections.link_token(request.connection, access_token=access_token, code_digest=_code_digest(request))
         return access_token
 
     def _create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
         refresh_token = super()._create_refresh_token(request, refresh_token_code, access_token, previous_refresh_token)
-        connections.link_token(request.connection, refresh_token=refresh_token)
+        connections.link_token(request.connection, refresh_token=refresh_token, code_digest=_code_digest(request))
         return refresh_token
+
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        if super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return True
+        # A redeemed code is deleted, so a second use lands here: whoever holds it may have
+        # intercepted it, and the tokens of its first use are revoked (RFC 6749 §4.1.2).
+        revoked = connections.revoke_tokens_from_code(_digest(code))
+        if revoked:
+            logger.warning("Authorization code replayed by client %s: revoked %d token(s)", client_id, revoked)
+        return False
 
     def validate_redirect_uri(self, client_id, redirect_uri, request, *args, **kwargs):
         # DOT's exact match, plus loopback URIs across loopback names (see accounts.redirects).
@@ -125,3 +139,12 @@ class AvtrzOAuth2Validator(OAuth2Validator):
         # DOT's check, with failures limited per client and per address (429 past the limit) and
         # secrets stored with an older hasher or key re-hashed once they verify.
         return client_auth.authenticate(self, request)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _code_digest(request) -> str:
+    """The digest of the code a token request redeems; blank for a refresh (the family carries it)."""
+    return _digest(request.code) if request.grant_type == "authorization_code" else ""
