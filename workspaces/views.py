@@ -13,7 +13,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.connections import can_revoke, list_connections, revoke_connection
-from accounts.publishers import recognise
 from accounts.views import safe_next
 from workspaces import billing, charts, live, services
 from workspaces.access import current_membership, get_membership
@@ -349,12 +348,9 @@ def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
 def _connections_context(request: HttpRequest, membership: Membership) -> dict:
     rows = []
     for connection in list_connections(membership.workspace):
-        application = connection.application
-        redirect_uri = (application.redirect_uris or "").split()[:1]
         rows.append(
             {
                 "connection": connection,
-                "publisher": recognise(redirect_uri[0] if redirect_uri else "", application.name),
                 "scopes": connection.scope.split(),
                 "can_revoke": can_revoke(request.user, connection),
             }
