@@ -4,6 +4,9 @@ The SDK's own bearer middleware answers every failure with "Authentication requi
 promises "Not authenticated" for a token that no longer works, so the user knows to reconnect.
 This layer answers 401 itself (RFC 6750 §3, RFC 9728 §5.1) and, for a valid token, puts the
 connection's workspace in the ASGI scope, where the tools read it.
+
+Every challenge names the scopes to request (`scope="..."`, RFC 6750 §3): MCP clients take their
+scopes from the challenge first (the authorization spec's scope selection strategy).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from oauth2_provider.models import AbstractAccessToken
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accounts.connections import workspace_for_access_token
+from accounts.oauth import RESOURCE_SCOPES
 from workspaces.models import Workspace
 
 
@@ -37,6 +41,13 @@ def resource_metadata_url() -> str:
     return f"{settings.PUBLIC_BASE_URL}/.well-known/oauth-protected-resource/mcp"
 
 
+def challenge(*, error: str | None = None) -> str:
+    """The `WWW-Authenticate` value: no error code when no token was sent (RFC 6750 §3.1)."""
+    params = [f'error="{error}"', f'error_description="{NOT_AUTHENTICATED}"'] if error else []
+    params += [f'resource_metadata="{resource_metadata_url()}"', f'scope="{" ".join(RESOURCE_SCOPES)}"']
+    return "Bearer " + ", ".join(params)
+
+
 def bound_connection(scope: Scope) -> BoundConnection:
     return scope[SCOPE_KEY]
 
@@ -48,15 +59,11 @@ class BearerAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _bearer_token(scope)
         if token is None:
-            # No credentials yet: no error code (RFC 6750 §3.1), just where to start.
-            return await _unauthorized(send, f'Bearer resource_metadata="{resource_metadata_url()}"')
+            # No credentials yet: no error code, just where to start.
+            return await _unauthorized(send, challenge())
         found = await sync_to_async(_verify)(token)
         if found is None:
-            challenge = (
-                f'Bearer error="invalid_token", error_description="{NOT_AUTHENTICATED}", '
-                f'resource_metadata="{resource_metadata_url()}"'
-            )
-            return await _unauthorized(send, challenge, error="invalid_token")
+            return await _unauthorized(send, challenge(error="invalid_token"), error="invalid_token")
         access_token, workspace = found
         try:
             await self.app({**scope, SCOPE_KEY: BoundConnection(workspace, access_token)}, receive, send)
@@ -79,7 +86,7 @@ def _bearer_token(scope: Scope) -> str | None:
     return None
 
 
-async def _unauthorized(send: Send, challenge: str, *, error: str = "unauthorized") -> None:
+async def _unauthorized(send: Send, www_authenticate: str, *, error: str = "unauthorized") -> None:
     body = json.dumps({"error": error, "error_description": NOT_AUTHENTICATED}).encode()
     await send(
         {
@@ -88,7 +95,7 @@ async def _unauthorized(send: Send, challenge: str, *, error: str = "unauthorize
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge.encode("latin-1")),
+                (b"www-authenticate", www_authenticate.encode("latin-1")),
                 (b"cache-control", b"no-store"),
             ],
         }

@@ -10,7 +10,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
 from accounts.connections import revoke_connection
-from accounts.oauth import issuer, mcp_resource_url
+from accounts.oauth import RESOURCE_SCOPES, issuer, mcp_resource_url
 from tests.mcp.conftest import MemoryStorage, call, with_client
 from tests.oauth.oauthutil import stored
 from tests.services import sign_in
@@ -44,13 +44,18 @@ def test_an_anonymous_request_learns_where_to_authorize(serve):
         from_browser = requests.post(f"{base}/mcp", json={}, headers={"Origin": "https://claude.ai"}, timeout=10)
 
     challenge_url = f"{base}/.well-known/oauth-protected-resource/mcp"
+    # The challenge names the scopes to request (RFC 6750 §3): MCP clients take them from here first.
+    scopes = " ".join(RESOURCE_SCOPES)
+    assert scopes == "openid"
     assert missing.status_code == 401
-    assert missing.headers["WWW-Authenticate"] == f'Bearer resource_metadata="{challenge_url}"'
+    assert missing.headers["WWW-Authenticate"] == f'Bearer resource_metadata="{challenge_url}", scope="{scopes}"'
     assert slash.status_code == 401  # /mcp/ is the endpoint too, not a redirect to it
     assert garbage.status_code == 401
     assert garbage.headers["WWW-Authenticate"] == (
-        f'Bearer error="invalid_token", error_description="Not authenticated", resource_metadata="{challenge_url}"'
+        f'Bearer error="invalid_token", error_description="Not authenticated", '
+        f'resource_metadata="{challenge_url}", scope="{scopes}"'
     )
+    assert "offline_access" not in garbage.headers["WWW-Authenticate"]
     assert garbage.json()["error_description"] == "Not authenticated"
     for response in metadata:
         document = response.json()
@@ -83,9 +88,7 @@ def test_a_revoked_or_expired_token_is_not_authenticated(serve, directory, alice
         third = MemoryStorage()
         with_client(base, browser, list_tools, storage=third)
         valid = call(base, third.tokens.access_token)
-        stored(AccessToken, third.tokens.access_token).update(
-            expires=timezone.now() - timedelta(seconds=1)
-        )
+        stored(AccessToken, third.tokens.access_token).update(expires=timezone.now() - timedelta(seconds=1))
         expired = call(base, third.tokens.access_token)
 
     assert first.tokens.access_token != second.tokens.access_token
