@@ -43,6 +43,15 @@ Every lookup counts against the connected workspace's monthly quota."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 Size = Literal[SIZES]  # type: ignore[valid-type]  (Literal of a tuple is Literal of its items)
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """Drop `"default": null` from an optional string's schema: null is not a string, and strict
+    validators (and some clients' tool schemas) refuse a default its own type does not allow."""
+    schema.pop("default", None)
+
+
+# Optional, yet described as plain strings: "absent" is how a model leaves one out, never null.
 LinkedInUrl = Annotated[
     str | None,
     WithJsonSchema(
@@ -52,6 +61,7 @@ LinkedInUrl = Annotated[
             "Pass exactly one of linkedin_url or username.",
         }
     ),
+    Field(json_schema_extra=_no_default),
 ]
 Username = Annotated[
     str | None,
@@ -62,6 +72,7 @@ Username = Annotated[
             "Pass exactly one of linkedin_url or username.",
         }
     ),
+    Field(json_schema_extra=_no_default),
 ]
 Status = Literal["resolved", "enriching", "not_found"]
 

@@ -65,6 +65,9 @@ def test_a_client_connects_and_calls_every_tool(serve, directory, alice, acme):
         assert schema["properties"]["linkedin_url"]["type"] == "string"
         assert schema["properties"]["username"]["type"] == "string"
         assert "exactly one" in schema["properties"]["username"]["description"]
+        # Optional strings have no `"default": null` (null is not a string).
+        assert "default" not in schema["properties"]["linkedin_url"]
+        assert "default" not in schema["properties"]["username"]
         assert not schema.get("required")
     size = by_name["get_profile_avatar"].input_schema["properties"]["size"]
     assert size["enum"] == [32, 64, 128, 256, 512] and size["default"] == 256
