@@ -3,7 +3,8 @@
 Stateless streamable HTTP: each POST carries everything needed to answer it (no session held in
 a process), so any worker on any host serves any request. Responses are JSON, or SSE when the
 client asks for a stream. Layers, outermost first: CORS (browser clients must read our 401
-challenge and the MCP headers), bearer authentication, the SDK's transport.
+challenge and the MCP headers), bearer authentication, the HTTP door (`mcpserver.envelope`: POST
+only, no idle streams, short errors for malformed messages), the SDK's transport.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from mcpserver.auth import BearerAuth
+from mcpserver.envelope import StatelessHttp
 from mcpserver.server import build_server
 
 
@@ -57,11 +59,14 @@ def transport_security() -> TransportSecuritySettings:
 
 def build() -> McpApp:
     server = build_server()
-    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security())
+    security = transport_security()
+    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security)
     manager = server.session_manager
+    door = StatelessHttp(manager.handle_request, security=security, max_body_size=manager.max_request_body_size)
     app = CORSMiddleware(
-        BearerAuth(manager.handle_request),
+        BearerAuth(door),
         allow_origins=["*"],  # bearer tokens, never cookies: no credentials to protect
+        # GET and DELETE stay allowed here so a browser client reads our 405 instead of a CORS failure.
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=[
             "Authorization",

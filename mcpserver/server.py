@@ -127,6 +127,10 @@ def build_server() -> MCPServer:
         website_url=settings.PUBLIC_BASE_URL,
         icons=[_logo()],
         version=VERSION,
+        # No `subscriptions/listen` (2026-07-28): the tool list never changes, so a listen stream would
+        # only hold a connection open; unserved, it answers "method not found" and discovery
+        # advertises no listChanged.
+        subscriptions=False,
     )
 
     @server.tool(

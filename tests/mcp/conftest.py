@@ -146,6 +146,17 @@ def with_client(
     return asyncio.run(main())
 
 
+def access_token(base: str, browser: requests.Session, *, workspace: str | None = None) -> str:
+    """A valid access token for ``base``/mcp, issued through the whole OAuth flow as a client gets one."""
+    storage = MemoryStorage()
+
+    async def list_tools(client: Client):
+        return await client.list_tools()
+
+    with_client(base, browser, list_tools, storage=storage, workspace=workspace)
+    return storage.tokens.access_token
+
+
 def call(base: str, token: str | None, method: str = "tools/list", params: dict[str, Any] | None = None):
     """One raw JSON-RPC POST, as any stateless client sends it."""
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
