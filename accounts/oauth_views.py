@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -279,12 +279,9 @@ class TokenView(DOTTokenView):
     """
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            grant_type = request.POST.get("grant_type")
-        except RequestDataTooBig:
-            return _token_error("invalid_request", "The request body is too large.")
-        except TooManyFieldsSent:
-            return _token_error("invalid_request", "The request has too many parameters.")
+        # A body past Django's size limits is answered by avtrz.middleware.NulCharacterMiddleware,
+        # which reads the parameters first.
+        grant_type = request.POST.get("grant_type")
         if request.content_type == "application/json":
             return _token_error(
                 "invalid_request",
@@ -329,6 +326,16 @@ def _read_metadata(request: HttpRequest) -> tuple[dict | None, JsonResponse | No
         return None, _refusal("invalid_client_metadata", "Request body must be valid JSON")
 
 
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def _registrable(metadata: dict) -> tuple[dict | None, JsonResponse | None]:
     """The metadata to register, or the RFC 7591 error refusing it.
 
@@ -344,6 +351,9 @@ def _registrable(metadata: dict) -> tuple[dict | None, JsonResponse | None]:
         problems = [malformed(uri) or redirect_uri_problem(uri) for uri in uris if isinstance(uri, str)]
         if any(problems):
             return None, _refusal("invalid_redirect_uri", "; ".join(problem for problem in problems if problem))
+    if _holds_nul(metadata):
+        # As avtrz.middleware.NulCharacterMiddleware does for form parameters: PostgreSQL refuses it.
+        return None, _refusal("invalid_client_metadata", "A value contains a NUL character.")
     if not isinstance(metadata.get("client_name", ""), str):
         return None, _refusal("invalid_client_metadata", "client_name must be a string")
     if metadata.get("application_type", "web") not in _APPLICATION_TYPES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -31,6 +32,40 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response and response.get("Content-Type", "").startswith("text/html"):
             response["Content-Security-Policy"] = DEFAULT_POLICY
         return response
+
+
+class NulCharacterMiddleware:
+    """Refuse query or form parameters no view could use, with a 400, before any view sees them:
+    a NUL character, a body past Django's size limits, too many fields.
+
+    No parameter of ours can hold a NUL, and PostgreSQL refuses it in any query: Django's forms
+    reject it, but the OAuth endpoints read their parameters without forms, and a NUL in a client id
+    or code would be a 500. Reading the parameters here means a body too large is found here too
+    (a view reading them again would find them empty). The answer is an OAuth-shaped JSON error,
+    which API callers and OAuth clients can read.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            parameters = [*request.GET.lists(), *request.POST.lists()]
+        except RequestDataTooBig:
+            return _invalid_request("The request body is too large.")
+        except TooManyFieldsSent:
+            return _invalid_request("The request has too many parameters.")
+        if any("\x00" in value for _name, values in parameters for value in values):
+            return _invalid_request("A parameter contains a NUL character.")
+        return self.get_response(request)
+
+
+def _invalid_request(description: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": "invalid_request", "error_description": description},
+        status=400,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 # A restart or failover of the database takes seconds.

@@ -2,6 +2,7 @@
 client expects JSON: unsupported grants, prompt=none, approval_prompt=auto, tampered consent
 forms, malformed and oversized bodies."""
 
+import json
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -292,3 +293,35 @@ def test_a_parameter_is_dropped_from_an_asgi_request_too():
     assert "prompt" not in clone.get_full_path()
     assert request.GET["prompt"] == "none"
     assert "prompt=none" in request.get_full_path()
+
+
+# ---------------------------------------------------------------------------- NUL characters
+# PostgreSQL refuses a NUL in any query: each of these was a 500 there (SQLite let them through).
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["client_id=a%00b&response_type=code", "client_id=x&state=%00&response_type=code", "next=%00"],
+)
+def test_a_nul_in_an_authorization_request_is_a_clear_400(signed_in, query):
+    response = signed_in.get(f"/o/authorize/?{query}")
+    _json_error(response, 400, "invalid_request")
+    assert "NUL" in response.json()["error_description"]
+
+
+def test_a_nul_in_a_token_request_is_a_clear_400(anonymous, app):
+    response = anonymous.post("/o/token/", {"grant_type": "authorization_code", "code": "a\x00", "client_id": "x"})
+    _json_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [
+        ({"client_name": "Claude\u0000", "redirect_uris": [CLAUDE]}, "invalid_client_metadata"),
+        ({"redirect_uris": [CLAUDE, "https://a\u0000b.example/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": [CLAUDE], "extra": {"nested\u0000": ["x"]}}, "invalid_client_metadata"),
+    ],
+)
+def test_a_nul_in_a_registration_is_refused(anonymous, metadata, error):
+    response = anonymous.post("/o/register/", json.dumps(metadata), content_type="application/json")
+    _json_error(response, 400, error)
