@@ -7,7 +7,8 @@ Each client gets a connection and one refresh token straight in the database, as
 would leave them; the benchmark then refreshes BENCH_REQUESTS times in a row, each time with the
 refresh token the previous answer rotated in, and reports the latency of each request (ms) as the
 client sees it. The confidential client authenticates with `client_secret_post`, so each of its requests
-checks the stored secret once.
+checks the stored secret once. The baseline, measured in the same run, is the public client (no secret);
+beside it, one secret check with PBKDF2 (how client secrets were stored before) and with the keyed HMAC.
 """
 
 from __future__ import annotations
@@ -83,11 +84,28 @@ def refreshes(base: str, client: dict, secret: str | None) -> list[float]:
     return latencies[1:]
 
 
-def summary(latencies: list[float]) -> str:
+# Run by `manage.py shell`: one secret check with the hasher before (PBKDF2) and the one now.
+HASHER_SCRIPT = """
+import json, time
+from django.contrib.auth.hashers import check_password, make_password
+secret = "{secret}"
+out = {}
+for name in ("pbkdf2_sha256", "avtrz_hmac_sha256"):
+    stored = make_password(secret, hasher=name)
+    check_password(secret, stored)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        assert check_password(secret, stored)
+        times.append((time.perf_counter() - start) * 1000)
+    out[name] = times
+print("HASHERS " + json.dumps(out))
+"""
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
     ordered = sorted(latencies)
-    p50 = statistics.median(ordered)
-    p90 = ordered[int(len(ordered) * 0.9) - 1]
-    return f"p50 {p50:7.1f} ms   p90 {p90:7.1f} ms   mean {statistics.fmean(ordered):7.1f} ms"
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.9) - 1)]
 
 
 def main() -> None:
@@ -98,16 +116,28 @@ def main() -> None:
         manage(env, "migrate", "-v0")
         out = manage(env, "shell", "-c", MINT_SCRIPT.replace("{secret}", secret))
         clients = json.loads(out.split("MINTED ", 1)[1])
+        hashers = json.loads(
+            manage(env, "shell", "-c", HASHER_SCRIPT.replace("{secret}", secret)).split("HASHERS ", 1)[1]
+        )
         server = uvicorn("avtrz.asgi:application", port, env)
         try:
             base = f"http://127.0.0.1:{port}"
-            confidential = refreshes(base, clients["confidential"], secret)
             public = refreshes(base, clients["public"], None)
+            confidential = refreshes(base, clients["confidential"], secret)
         finally:
             server.terminate()
             server.wait()
-    print(f"confidential client (secret stored as {clients['confidential']['stored_secret']}): {summary(confidential)}")
-    print(f"public client:                                      {summary(public)}")
+    rows = [
+        ("refresh, public client (baseline: no secret)", public),
+        (f"refresh, confidential client (secret as {clients['confidential']['stored_secret']})", confidential),
+        ("one secret check, PBKDF2 (how secrets were stored)", hashers["pbkdf2_sha256"]),
+        ("one secret check, keyed HMAC-SHA256 (now)", hashers["avtrz_hmac_sha256"]),
+    ]
+    baseline = percentiles(public)[0]
+    print(f"{'':<66} {'p50 ms':>9} {'p90 ms':>9} {'x baseline p50':>15}")
+    for label, latencies in rows:
+        p50, p90 = percentiles(latencies)
+        print(f"{label:<66} {p50:9.3f} {p90:9.3f} {p50 / baseline:15.2f}")
 
 
 if __name__ == "__main__":
