@@ -73,6 +73,10 @@ if not DEBUG and not TESTING and SECRET_KEY == DEV_SECRET_KEY:
         "Set SECRET_KEY (or SECRET_KEY_FILE) to a long random value, or DEBUG=true for local work."
     )
 
+# Keys retired by a rotation, newest first: what they signed (sessions, password reset links, OAuth
+# client secret digests) still verifies, and everything new uses SECRET_KEY.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
+
 # The public origin users and AI clients reach us at. It is the OAuth issuer and the base of
 # every absolute URL we hand out, so it is kept exactly as given, without a trailing slash.
 PUBLIC_BASE_URL = envstr("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -54,6 +54,22 @@ def test_bad_environment_values_are_named():
     assert "DEBUG must be true or false" in result.stderr
 
 
+def test_a_rotated_secret_key_keeps_oauth_client_secrets_working_while_it_is_a_fallback():
+    old, new = secrets.token_urlsafe(50), secrets.token_urlsafe(50)
+    make = (
+        "from django.contrib.auth.hashers import make_password; "
+        "print(make_password('s3cret', hasher='avtrz_hmac_sha256'))"
+    )
+    digest = _manage("shell", "--no-imports", "-c", make, env={**PRODUCTION_ENV, "SECRET_KEY": old}).stdout.strip()
+    check = f"from django.contrib.auth.hashers import check_password; print(check_password('s3cret', {digest!r}))"
+    rotated = {**PRODUCTION_ENV, "SECRET_KEY": new}
+    assert (
+        _manage("shell", "--no-imports", "-c", check, env={**rotated, "SECRET_KEY_FALLBACKS": old}).stdout.strip()
+        == "True"
+    )
+    assert _manage("shell", "--no-imports", "-c", check, env=rotated).stdout.strip() == "False"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_asgi_server_serves_pages_over_http(tmp_path):
     port = services.free_port()
