@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import views
+from accounts import unlock, views
 
 
 app_name = "accounts"
@@ -8,6 +8,7 @@ app_name = "accounts"
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.signin, name="login"),
+    path("unlock/<str:token>/", unlock.unlock, name="unlock"),
     path("logout/", views.signout, name="logout"),
     path("password/change/", views.password_change, name="password_change"),
     path("password/change/done/", views.password_change_done, name="password_change_done"),

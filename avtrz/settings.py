@@ -223,9 +223,12 @@ PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "accounts.hashers.ClientS
 if TESTING:
     # Hashing speed is not what the tests measure; the others stay to verify what they stored.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
-# Failed sign-ins allowed per email and per client address in LOGIN_RATE_WINDOW_S.
+# Failed sign-ins allowed per (email, client address) and per client address in LOGIN_RATE_WINDOW_S;
+# an unlock link mailed to the owner (accounts.unlock) lasts LOGIN_UNLOCK_TTL_S.
 LOGIN_RATE_LIMIT = envint("LOGIN_RATE_LIMIT", 5)
+LOGIN_ADDRESS_RATE_LIMIT = envint("LOGIN_ADDRESS_RATE_LIMIT", 30)
 LOGIN_RATE_WINDOW_S = envint("LOGIN_RATE_WINDOW_S", 900)
+LOGIN_UNLOCK_TTL_S = envint("LOGIN_UNLOCK_TTL_S", 3600)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.forms import AdminSignInForm
 from avtrz import docs, views
 from avtrz.avatars import demo_source
 
@@ -21,6 +22,8 @@ if settings.DEBUG:
     # Development stands in for LinkedIn itself, so `make run` enriches profiles without the internet.
     urlpatterns += demo_source.urlpatterns
 
+# The admin signs in through the same failed-attempt limits as the site (accounts.forms.ThrottledSignIn).
+admin.site.login_form = AdminSignInForm
 admin.site.site_header = "Avtrz support"
 admin.site.site_title = "Avtrz support"
 admin.site.index_title = "Support"

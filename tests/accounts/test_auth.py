@@ -84,7 +84,7 @@ def test_wrong_password_is_a_clear_error(client, alice):
     assert "do not match" in response.content.decode()
 
 
-def test_login_is_rate_limited_per_email(client, alice, settings):
+def test_login_is_rate_limited_per_email_and_address(client, alice, settings):
     settings.LOGIN_RATE_LIMIT = 3
     for _ in range(3):
         client.post("/accounts/login/", {"username": alice.email, "password": "wrong"})
@@ -95,7 +95,7 @@ def test_login_is_rate_limited_per_email(client, alice, settings):
 
 
 def test_login_is_rate_limited_per_address_across_emails(client, settings):
-    settings.LOGIN_RATE_LIMIT = 3
+    settings.LOGIN_ADDRESS_RATE_LIMIT = 3
     for n in range(3):
         client.post("/accounts/login/", {"username": f"guess{n}@example.com", "password": "wrong"})
     user = UserFactory()

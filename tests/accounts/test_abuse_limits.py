@@ -1,0 +1,110 @@
+"""Account abuse limits (issue 13): sign-in, the admin's sign-in, password reset, sign-up."""
+
+import re
+
+import pytest
+from django.core import mail
+
+from tests.factories import PASSWORD, UserFactory
+
+
+pytestmark = pytest.mark.django_db
+
+OWNER_IP = "198.51.100.7"
+GUESSER_IP = "203.0.113.66"
+
+
+def _login(client, email, password, ip, path="/accounts/login/"):
+    field = {"username": email, "password": password}
+    return client.post(path, field, REMOTE_ADDR=ip)
+
+
+def _signed_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def test_admin_login_is_rate_limited(client, settings):
+    settings.LOGIN_RATE_LIMIT = 3
+    staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    for _ in range(3):
+        response = _login(client, staff.email, "wrong", GUESSER_IP, path="/admin/login/")
+        assert response.status_code == 200
+    response = _login(client, staff.email, PASSWORD, GUESSER_IP, path="/admin/login/")
+    assert "Too many failed sign-in attempts" in response.content.decode()
+    assert not _signed_in(client)
+
+
+def test_admin_login_still_signs_staff_in(client):
+    staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    response = _login(client, staff.email, PASSWORD, OWNER_IP, path="/admin/login/?next=/admin/")
+    assert response.status_code == 302
+    assert _signed_in(client)
+
+
+def test_a_stranger_who_knows_the_email_cannot_lock_the_owner_out(client, alice, settings):
+    settings.LOGIN_RATE_LIMIT = 3
+    for _ in range(5):
+        _login(client, alice.email, "wrong", GUESSER_IP)
+    assert "Too many failed" in _login(client, alice.email, PASSWORD, GUESSER_IP).content.decode()
+    response = _login(client, alice.email, PASSWORD, OWNER_IP)
+    assert response.status_code == 302
+    assert _signed_in(client)
+
+
+def test_one_address_is_capped_across_emails(client, settings):
+    settings.LOGIN_RATE_LIMIT = 3
+    settings.LOGIN_ADDRESS_RATE_LIMIT = 4
+    for n in range(4):
+        _login(client, f"guess{n}@example.com", "wrong", GUESSER_IP)
+    user = UserFactory()
+    response = _login(client, user.email, PASSWORD, GUESSER_IP)
+    assert "Too many failed sign-in attempts" in response.content.decode()
+    assert not _signed_in(client)
+
+
+def _unlock_link():
+    unlocks = [m for m in mail.outbox if "unlock" in m.subject.lower()]
+    assert len(unlocks) == 1
+    return re.search(r"https?://[^/\s]+(/accounts/unlock/\S+/)", unlocks[0].body).group(1)
+
+
+def test_the_owner_unlocks_sign_in_by_an_emailed_link(client, alice, settings):
+    """The owner shares an address with a guesser: the limit mails one link; it works once."""
+    settings.LOGIN_RATE_LIMIT = 3
+    for _ in range(5):
+        _login(client, alice.email, "wrong", OWNER_IP)
+    assert [m.to for m in mail.outbox] == [[alice.email]]  # once per window, not per attempt
+    link = _unlock_link()
+    assert "Too many failed" in _login(client, alice.email, PASSWORD, OWNER_IP).content.decode()
+    assert client.get(link).status_code == 200  # a mail scanner fetching the link does not spend it
+    assert client.post(link, REMOTE_ADDR=OWNER_IP)["Location"] == "/accounts/login/"
+    assert client.post(link, REMOTE_ADDR=OWNER_IP).status_code == 400  # single use
+    response = _login(client, alice.email, PASSWORD, OWNER_IP)
+    assert response.status_code == 302
+    assert _signed_in(client)
+
+
+def test_the_unlock_link_is_stored_as_a_digest_and_expires(client, alice, settings, monkeypatch):
+    import hashlib
+
+    from django.core.cache import cache
+
+    from accounts import unlock
+
+    stored = []
+    real_set = cache.set
+    monkeypatch.setattr(unlock.cache, "set", lambda key, *a, **kw: stored.append((key, kw)) or real_set(key, *a, **kw))
+    settings.LOGIN_RATE_LIMIT = 1
+    settings.LOGIN_UNLOCK_TTL_S = 60
+    _login(client, alice.email, "wrong", OWNER_IP)
+    token = _unlock_link().rstrip("/").rsplit("/", 1)[1]
+    assert stored == [("login-unlock:" + hashlib.sha256(token.encode()).hexdigest(), {"timeout": 60})]
+    cache.delete(stored[0][0])  # what the expiry does
+    assert client.post(f"/accounts/unlock/{token}/").status_code == 400
+
+
+def test_no_unlock_mail_for_an_email_without_an_account(client, settings):
+    settings.LOGIN_RATE_LIMIT = 2
+    for _ in range(4):
+        _login(client, "nobody@example.com", "wrong", GUESSER_IP)
+    assert mail.outbox == []
