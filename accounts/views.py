@@ -11,6 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignInForm, SignUpForm
+from avtrz import throttle
 
 
 def safe_next(request: HttpRequest, default: str) -> str:
@@ -46,16 +47,40 @@ password_change = auth_views.PasswordChangeView.as_view(
 password_change_done = auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")
 
 
-def password_reset(request: HttpRequest) -> HttpResponse:
-    view = auth_views.PasswordResetView.as_view(
-        template_name="accounts/password_reset.html",
-        email_template_name="emails/password_reset_body.txt",
-        subject_template_name="emails/password_reset_subject.txt",
-        success_url=reverse_lazy("accounts:password_reset_done"),
+class ThrottledPasswordResetView(auth_views.PasswordResetView):
+    """Reset mails limited per email and per address.
+
+    Past the email's limit nothing more is sent but the answer is the usual "check your inbox", so the
+    limit says nothing about whether the email has an account; past the address's limit the form says
+    to wait, whatever the email.
+    """
+
+    @property
+    def extra_email_context(self) -> dict:
         # Links point at the public origin, never at whatever Host header the request carried.
-        extra_email_context={"base_url": settings.PUBLIC_BASE_URL},
-    )
-    return view(request)
+        return {"base_url": settings.PUBLIC_BASE_URL}
+
+    def form_valid(self, form):
+        window = settings.PASSWORD_RESET_WINDOW_S
+        address = throttle.hit("reset-ip", throttle.client_ip(self.request), window)
+        if address.count > settings.PASSWORD_RESET_ADDRESS_LIMIT:
+            minutes = max(1, round(address.retry_after / 60))
+            form.add_error(None, f"Too many password reset requests. Try again in {minutes} minutes.")
+            response = self.form_invalid(form)
+            response.status_code = 429
+            return response
+        email = form.cleaned_data["email"].strip().lower()
+        if throttle.hit("reset-email", email, window).count > settings.PASSWORD_RESET_EMAIL_LIMIT:
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
+
+
+password_reset = ThrottledPasswordResetView.as_view(
+    template_name="accounts/password_reset.html",
+    email_template_name="emails/password_reset_body.txt",
+    subject_template_name="emails/password_reset_subject.txt",
+    success_url=reverse_lazy("accounts:password_reset_done"),
+)
 
 
 password_reset_done = auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html")

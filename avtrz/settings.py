@@ -229,6 +229,10 @@ LOGIN_RATE_LIMIT = envint("LOGIN_RATE_LIMIT", 5)
 LOGIN_ADDRESS_RATE_LIMIT = envint("LOGIN_ADDRESS_RATE_LIMIT", 30)
 LOGIN_RATE_WINDOW_S = envint("LOGIN_RATE_WINDOW_S", 900)
 LOGIN_UNLOCK_TTL_S = envint("LOGIN_UNLOCK_TTL_S", 3600)
+# Password reset requests per email (quietly: no more mail, the same answer) and per client address.
+PASSWORD_RESET_EMAIL_LIMIT = envint("PASSWORD_RESET_EMAIL_LIMIT", 3)
+PASSWORD_RESET_ADDRESS_LIMIT = envint("PASSWORD_RESET_ADDRESS_LIMIT", 10)
+PASSWORD_RESET_WINDOW_S = envint("PASSWORD_RESET_WINDOW_S", 3600)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

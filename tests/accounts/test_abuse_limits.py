@@ -108,3 +108,23 @@ def test_no_unlock_mail_for_an_email_without_an_account(client, settings):
     for _ in range(4):
         _login(client, "nobody@example.com", "wrong", GUESSER_IP)
     assert mail.outbox == []
+
+
+def test_password_reset_is_limited_per_email_with_the_same_answer(client, alice, settings):
+    settings.PASSWORD_RESET_EMAIL_LIMIT = 3
+    for n in range(15):
+        response = client.post("/accounts/password/reset/", {"email": alice.email}, REMOTE_ADDR=f"192.0.2.{n}")
+        assert response["Location"] == "/accounts/password/reset/sent/"
+    assert len(mail.outbox) == 3
+    for n in range(15):  # an email without an account answers the same way throughout
+        response = client.post("/accounts/password/reset/", {"email": "nobody@example.com"}, REMOTE_ADDR=f"192.0.2.{n}")
+        assert response["Location"] == "/accounts/password/reset/sent/"
+
+
+def test_password_reset_is_limited_per_address(client, settings):
+    settings.PASSWORD_RESET_ADDRESS_LIMIT = 4
+    users = [UserFactory() for _ in range(6)]
+    answers = [client.post("/accounts/password/reset/", {"email": u.email}, REMOTE_ADDR=GUESSER_IP) for u in users]
+    assert [a.status_code for a in answers] == [302] * 4 + [429] * 2
+    assert "Too many password reset requests" in answers[-1].content.decode()
+    assert len(mail.outbox) == 4
