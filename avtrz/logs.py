@@ -34,6 +34,12 @@ CREDENTIAL_PARAM = re.compile(
     r"(?<![A-Za-z0-9_])((?:key|api_key|token|access_token|refresh_token|client_secret|password)=)([^&\s\"'#]+)"
 )
 
+# Links that carry a one-time secret in their path: password reset, sign-in unlock, invitations.
+TOKEN_PATH = re.compile(
+    r"(/(?:accounts/password/reset/[A-Za-z0-9_-]+|accounts/unlock|invitations)/)"
+    r"(?!set-password/|\[redacted\])[A-Za-z0-9._~:-]+"
+)
+
 
 def _mask_key(match: re.Match) -> str:
     prefix, rest = match.group(1), match.group(0)[len(match.group(1)) :]
@@ -49,8 +55,10 @@ def _mask_param(match: re.Match) -> str:
 
 
 def redact(text: str) -> str:
-    """`text` with API keys cut to prefix and last four, bearer tokens and credential parameters removed."""
+    """`text` with API keys cut to prefix and last four; bearer tokens, credential parameters and the tokens
+    of reset, unlock and invitation links removed."""
     text = CREDENTIAL_PARAM.sub(_mask_param, text)
+    text = TOKEN_PATH.sub(r"\1[redacted]", text)
     text = API_KEY.sub(_mask_key, text)
     return BEARER.sub(r"\1[redacted]", text)
 

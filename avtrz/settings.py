@@ -235,7 +235,15 @@ PASSWORD_RESET_ADDRESS_LIMIT = envint("PASSWORD_RESET_ADDRESS_LIMIT", 10)
 PASSWORD_RESET_WINDOW_S = envint("PASSWORD_RESET_WINDOW_S", 3600)
 
 # ---------------------------------------------------------------- email
-EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Development prints mail to the console. In production mail carries password reset and unlock links,
+# so the console (the logs) is no place for it: SMTP (EMAIL_HOST) or an explicit EMAIL_BACKEND is
+# required when DEBUG is off (checked below, after the settings production cannot do without).
+EMAIL_BACKEND = envstr(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if os.environ.get("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend",
+)
 EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
@@ -428,6 +436,12 @@ if not OIDC_RSA_PRIVATE_KEY:
     from accounts.oidc_key import development_key  # noqa: E402 (development only)
 
     OIDC_RSA_PRIVATE_KEY = development_key(BASE_DIR / "var" / "oidc-dev-key.pem")
+if not (DEBUG or TESTING or os.environ.get("EMAIL_BACKEND") or os.environ.get("EMAIL_HOST")):
+    raise ImproperlyConfigured(
+        "No email backend while DEBUG is off: set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, "
+        "EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) for SMTP, or EMAIL_BACKEND. Without one, password reset "
+        "links would be written to the logs."
+    )
 OAUTH_ACCESS_TOKEN_SECONDS = envint("OAUTH_ACCESS_TOKEN_SECONDS", 3600)
 # Refresh tokens die this long after their last access token expired (an idle timeout).
 OAUTH_REFRESH_TOKEN_SECONDS = envint("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600)

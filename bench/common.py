@@ -83,6 +83,7 @@ def server_env(tmp: str, port: int) -> dict[str, str]:
         "CACHE_KEY_PREFIX": f"bench-{secrets.token_hex(4)}",
         "AVTRZ_COUNTER_PREFIX": f"bench:{secrets.token_hex(4)}:",
         "CELERY_TASK_ALWAYS_EAGER": "true",
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
     }
 
 

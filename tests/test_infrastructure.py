@@ -33,6 +33,7 @@ PRODUCTION_ENV = {
     "OIDC_RSA_PRIVATE_KEY": rsa.generate_private_key(public_exponent=65537, key_size=2048)
     .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     .decode(),
+    "EMAIL_HOST": "smtp.avtrz.example",
 }
 
 
@@ -46,6 +47,18 @@ def test_deploy_checks_are_clean_with_production_settings():
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_refuses_to_start_in_production_without_an_email_backend():
+    """The console backend would write password reset links into the logs."""
+    without = {name: value for name, value in PRODUCTION_ENV.items() if name != "EMAIL_HOST"}
+    result = _manage("check", env=without)
+    assert result.returncode != 0
+    assert "No email backend while DEBUG is off" in result.stderr
+    explicit = _manage("check", env={**without, "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"})
+    assert explicit.returncode == 0, explicit.stderr
+    smtp = "from django.conf import settings; print(settings.EMAIL_BACKEND)"
+    assert _manage("shell", "--no-imports", "-c", smtp, env=PRODUCTION_ENV).stdout.strip().endswith("smtp.EmailBackend")
 
 
 def test_bad_environment_values_are_named():

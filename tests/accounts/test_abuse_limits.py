@@ -128,3 +128,23 @@ def test_password_reset_is_limited_per_address(client, settings):
     assert [a.status_code for a in answers] == [302] * 4 + [429] * 2
     assert "Too many password reset requests" in answers[-1].content.decode()
     assert len(mail.outbox) == 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "logged"),
+    [
+        (
+            "GET /accounts/password/reset/MjU/diwxhj-8157fae7119c7c37e012698265791fda/ 302",
+            "GET /accounts/password/reset/MjU/[redacted]/ 302",
+        ),
+        ("GET /accounts/password/reset/MjU/set-password/ 200", "GET /accounts/password/reset/MjU/set-password/ 200"),
+        ("GET /accounts/password/reset/sent/ 200", "GET /accounts/password/reset/sent/ 200"),
+        ("https://avtrz.example/accounts/unlock/Zx9-abc_DEF/", "https://avtrz.example/accounts/unlock/[redacted]/"),
+        ("POST /invitations/q1W2e3R4t5Y6u7I8o9P0/ 302", "POST /invitations/[redacted]/ 302"),
+    ],
+)
+def test_reset_unlock_and_invitation_tokens_are_redacted_in_logged_urls(raw, logged):
+    from avtrz.logs import redact
+
+    assert redact(raw) == logged
+    assert redact(logged) == logged
