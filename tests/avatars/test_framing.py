@@ -14,6 +14,7 @@ from avtrz.avatars.imaging import (
     LOOSE_FACE_SHARE,
     MAX_UPSCALE,
     TIGHT_FACE_SHARE,
+    decode_and_detect,
     decode_image,
     detect_face,
     frame_box,
@@ -249,3 +250,46 @@ def test_render_refuses_a_size_without_a_box():
 def test_one_box_for_all_sizes_still_works():
     out = render_avatar(marked(), box=(150, 150, 250, 250), sizes=(512, 32))
     assert Image.open(io.BytesIO(out[(512, "webp")])).convert("RGB").getpixel((5, 5))[1] < 60
+
+
+# --- small faces in big photos ---
+
+
+def jpeg(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def portrait(side: int) -> Image.Image:
+    return decode_image((FIXTURES / "face.jpg").read_bytes()).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def test_a_small_face_far_off_centre_on_a_large_canvas_is_found_by_the_second_pass():
+    canvas = Image.new("RGB", (3000, 2000), (120, 130, 140))
+    canvas.paste(portrait(500), (2450, 80))
+    face = detect_face(canvas)
+    assert face is not None
+    assert 2450 < face[0] < 2950
+    assert 80 < face[1] < 580
+
+
+def test_a_small_face_in_a_big_jpeg_is_framed_from_finer_pixels():
+    canvas = Image.new("RGB", (1200, 1200), (120, 130, 140))
+    canvas.paste(portrait(360), (420, 600))
+    data = jpeg(canvas)
+    assert decode_image(data, min_side=512).size == (600, 600)  # what the fast decode keeps
+    img, face = decode_and_detect(data)
+    assert img.size == (1200, 1200)
+    assert face is not None
+    assert 420 < face[0] < 780
+    assert 600 < face[1] < 960
+    left, _, right, _ = framing_boxes(*img.size, face)[512]
+    assert right - left >= 256  # at most 2x upscaled
+
+
+def test_a_face_that_fills_the_photo_keeps_the_fast_decode():
+    data = jpeg(portrait(1600))
+    img, face = decode_and_detect(data)
+    assert img.size == (800, 800)
+    assert face is not None
