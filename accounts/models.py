@@ -12,6 +12,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.publishers import Publisher, recognise
+from avtrz.validators import no_control_characters
 
 
 class UserManager(BaseUserManager["User"]):
@@ -50,7 +51,7 @@ class User(AbstractUser):
     last_name = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
     # One name field: first/last does not fit how names work around the world.
-    name = models.CharField(max_length=150, blank=True)
+    name = models.CharField(max_length=150, blank=True, validators=[no_control_characters])
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"

@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from avtrz.validators import no_control_characters
 from workspaces import services
 from workspaces.models import ApiKey, Membership, Plan
 
@@ -9,6 +10,7 @@ class WorkspaceNameForm(forms.Form):
     name = forms.CharField(
         max_length=80,
         label="Workspace name",
+        validators=[no_control_characters],
         help_text="Usually your company or project. You can rename it later.",
         widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "Acme Inc."}),
     )
@@ -56,6 +58,7 @@ class ApiKeyForm(forms.Form):
         max_length=80,
         required=False,
         label="Name",
+        validators=[no_control_characters],
         help_text="So you recognise it later, e.g. “Marketing site” or “CRM sync”.",
         widget=forms.TextInput(attrs={"placeholder": "Marketing site"}),
     )

@@ -12,12 +12,14 @@ from django.db import models
 from django.utils import timezone
 from django.utils.text import slugify
 
+from avtrz.validators import no_control_characters
+
 
 class Plan(models.Model):
     """A price and its limits. Plans are data: staff edit them in the admin, code never names figures."""
 
     code = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=64)
+    name = models.CharField(max_length=64, validators=[no_control_characters])
     price_cents = models.PositiveIntegerField(default=0, help_text="Monthly price in US cents.")
     monthly_requests = models.PositiveIntegerField(help_text="avatar_requests allowed per cycle.")
     monthly_new_profiles = models.PositiveIntegerField(help_text="avatar_new_profiles allowed per cycle.")
@@ -51,7 +53,7 @@ class WorkspaceQuerySet(models.QuerySet["Workspace"]):
 class Workspace(models.Model):
     """The billing and quota unit: keys, usage, connections and limits all key off it."""
 
-    name = models.CharField(max_length=80)
+    name = models.CharField(max_length=80, validators=[no_control_characters])
     # The slug is the workspace's identity in URLs; it never changes, renaming changes the name.
     slug = models.SlugField(max_length=50, unique=True)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="workspaces")
@@ -239,7 +241,7 @@ class ApiKey(models.Model):
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=80)
+    name = models.CharField(max_length=80, validators=[no_control_characters])
     kind = models.CharField(max_length=16, choices=Kind.choices)
     prefix = models.CharField(max_length=16, db_index=True, help_text="The first characters, for recognising a key.")
     last4 = models.CharField(max_length=4)

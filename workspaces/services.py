@@ -3,6 +3,7 @@ side effects (emails) dispatched only once the transaction commits."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 
@@ -15,12 +16,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.connections import revoke_member_connections
+from avtrz.validators import no_control_characters, one_line
 from workspaces import keys, usage
 from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace
-from workspaces.tasks import send_email
+from workspaces.tasks import send_email, send_quota_warning
 
 
 Role = Membership.Role
+logger = logging.getLogger(__name__)
 
 
 def _audit(workspace: Workspace | None, actor, action: str, summary: str, **data) -> None:
@@ -29,6 +32,7 @@ def _audit(workspace: Workspace | None, actor, action: str, summary: str, **data
 
 @transaction.atomic
 def create_workspace(*, owner, name: str) -> Workspace:
+    no_control_characters(name)
     workspace = Workspace.objects.create(name=name.strip(), slug=Workspace.unique_slug_for(name), plan=Plan.default())
     Membership.objects.create(user=owner, workspace=workspace, role=Role.OWNER)
     _audit(workspace, owner, AuditEvent.Action.WORKSPACE_CREATED, f"{owner} created {workspace.name}")
@@ -37,6 +41,7 @@ def create_workspace(*, owner, name: str) -> Workspace:
 
 @transaction.atomic
 def rename_workspace(*, actor, workspace: Workspace, name: str) -> None:
+    no_control_characters(name)
     old = workspace.name
     workspace.name = name.strip()
     workspace.save(update_fields=["name"])
@@ -67,7 +72,8 @@ def invite_member(*, actor: Membership, email: str, role: str) -> Invitation:
         "accept_url": f"{settings.PUBLIC_BASE_URL}/invitations/{token}/",
         "expires_at": invitation.expires_at,
     }
-    subject = f"{actor.user.get_full_name()} invited you to {workspace.name} on Avtrz"
+    # one_line: a name stored before control characters were refused must not break the header.
+    subject = one_line(f"{actor.user.get_full_name()} invited you to {workspace.name} on Avtrz")
     body = render_to_string("emails/invitation.txt", context)
     transaction.on_commit(lambda: send_email.delay(email, subject, body))
     return invitation
@@ -192,6 +198,7 @@ def clean_domains(raw: list[str] | str) -> list[str]:
 @transaction.atomic
 def create_api_key(*, actor, workspace: Workspace, kind: str, name: str, domains: list[str] | None = None) -> str:
     """Create a key and return it in clear: the only time it is ever available."""
+    no_control_characters(name)
     key = ApiKey(workspace=workspace, kind=kind, name=name.strip() or ApiKey.Kind(kind).label, created_by=actor)
     if kind == ApiKey.Kind.PUBLISHABLE:
         key.allowed_domains = clean_domains(domains or [])
@@ -325,20 +332,33 @@ def warn_quota_thresholds(period: UsagePeriod, *, requests_used: int) -> list[tu
             for threshold in QUOTA_THRESHOLDS
             if limit and used * 100 >= limit * threshold and getattr(period, f"{meter}_warned_{threshold}_at") is None
         ]
+        stamp = timezone.now()
         claimed = [
             threshold
             for threshold in crossed
             if UsagePeriod.objects.filter(pk=period.pk, **{f"{meter}_warned_{threshold}_at__isnull": True}).update(
-                **{f"{meter}_warned_{threshold}_at": timezone.now()}
+                **{f"{meter}_warned_{threshold}_at": stamp}
             )
         ]
         if claimed:
-            _email_quota_warning(period, label, used, limit, max(claimed))
+            fields = [f"{meter}_warned_{threshold}_at" for threshold in claimed]
+            _email_quota_warning(period, label, used, limit, max(claimed), fields=fields, stamp=stamp)
             sent.append((meter, max(claimed)))
     return sent
 
 
-def _email_quota_warning(period: UsagePeriod, label: str, used: int, limit: int, threshold: int) -> None:
+def release_quota_warning(period_id: int, fields: list[str], stamp: datetime) -> None:
+    """Unmark warnings whose email could not be sent, so the next check (the flusher, or the hourly
+    roll at the latest) claims and sends them again. Only our own claim is released."""
+    for field in fields:
+        UsagePeriod.objects.filter(pk=period_id, **{field: stamp}).update(**{field: None})
+
+
+def _email_quota_warning(
+    period: UsagePeriod, label: str, used: int, limit: int, threshold: int, *, fields: list[str], stamp: datetime
+) -> None:
+    """Queue the warning to the owners. The claim counts as sent only once the mail went out: if it
+    cannot be queued or sent, `send_quota_warning` releases it and a later check sends it again."""
     workspace = period.workspace
     context = {
         "workspace": workspace,
@@ -353,6 +373,16 @@ def _email_quota_warning(period: UsagePeriod, label: str, used: int, limit: int,
         subject = f"{workspace.name} has used all of its {label} for this cycle"
     else:
         subject = f"{workspace.name} has used {threshold}% of its {label} for this cycle"
+    subject = one_line(subject)
     body = render_to_string("emails/quota_warning.txt", context)
-    for email in workspace.owners().values_list("user__email", flat=True):
-        transaction.on_commit(lambda email=email: send_email.delay(email, subject, body))
+    recipients = list(workspace.owners().values_list("user__email", flat=True))
+    claim = (period.pk, fields, stamp.isoformat())
+
+    def queue() -> None:
+        try:
+            send_quota_warning.delay(recipients, subject, body, *claim)
+        except Exception:
+            logger.exception("quota warning not sent; the next check sends it again")
+            release_quota_warning(period.pk, fields, stamp)
+
+    transaction.on_commit(queue)

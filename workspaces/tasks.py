@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from celery import shared_task
 from django.core.mail import send_mail
 
@@ -6,6 +8,21 @@ from django.core.mail import send_mail
 def send_email(to: str, subject: str, body: str) -> None:
     """Send one plain-text email; SMTP hiccups are retried with backoff, never lost silently."""
     send_mail(subject, body, None, [to])
+
+
+@shared_task
+def send_quota_warning(recipients: list[str], subject: str, body: str, period_id: int, fields: list[str], stamp: str):
+    """Send a quota warning to the owners. A warning is marked when claimed; if sending fails the
+    claim is released (no retry here, which could then send it twice) and the next check, the
+    flusher's or the hourly roll's, claims and sends it again."""
+    from workspaces import services
+
+    try:
+        for to in recipients:
+            send_mail(subject, body, None, [to])
+    except Exception:
+        services.release_quota_warning(period_id, fields, datetime.fromisoformat(stamp))
+        raise
 
 
 @shared_task
