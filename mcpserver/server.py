@@ -18,11 +18,13 @@ from django.conf import settings
 from django.contrib.staticfiles import finders
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from avtrz.avatars.api import SIZES
 from mcpserver import lookups
+from mcpserver.arguments import unknown_arguments, validation_message
 from mcpserver.auth import bound_connection
 from workspaces.models import Workspace
 
@@ -118,8 +120,39 @@ class KeyOutput(BaseModel):
     defaultSize: int
 
 
+class AvtrzServer(MCPServer):
+    """MCPServer with argument errors in plain words, advertising only what it serves: tools."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The SDK derives capabilities from the registered handlers, and MCPServer registers prompt
+        # and resource handlers that only ever list nothing: advertised, every client would ask for
+        # the empty lists on each connect. Unregistered, initialize and server/discover advertise
+        # tools only, and a client that asks anyway is told "method not found".
+        handlers = self._lowlevel_server._request_handlers
+        for method in [name for name in handlers if name.startswith(("prompts/", "resources/"))]:
+            del handlers[method]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return await super().call_tool(name, arguments, context)
+        problem = unknown_arguments(name, tool.parameters, arguments)
+        if problem:
+            raise ToolError(problem)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                cause = exc.__cause__
+                raise ToolError(validation_message(name, tool.parameters, cause)) from cause
+            raise
+
+
 def build_server() -> MCPServer:
-    server = MCPServer(
+    server = AvtrzServer(
         name=NAME,
         title="Avtrz",
         description="Real profile photos and public profile data for business profiles, by LinkedIn URL.",

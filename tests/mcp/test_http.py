@@ -206,3 +206,32 @@ def test_whitespace_around_routing_header_values_is_not_part_of_them(serve, alic
     assert not result.get("isError") and result["structuredContent"]["publishableKey"].startswith("pk_")
     assert listed[0] == 200 and len(listed[1]["result"]["tools"]) == 3, listed
     assert wrong[0] == 400 and wrong[1]["error"]["code"] == -32020, wrong
+
+
+def test_only_tools_are_advertised_in_every_era(serve, alice, acme):
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    with serve() as base:
+        token = access_token(base, sign_in(base, alice))
+        legacy = {
+            version: post(
+                base, token, json.dumps({**initialize, "params": {**initialize["params"], "protocolVersion": version}})
+            )
+            for version in LEGACY
+        }
+        discover = modern(base, token, "server/discover")
+        prompts = modern(base, token, "prompts/list")
+        resources = post(base, token, '{"jsonrpc": "2.0", "id": 4, "method": "resources/list"}')
+
+    for version, response in legacy.items():
+        assert response.status_code == 200, response.text
+        assert response.json()["result"]["capabilities"] == {"tools": {"listChanged": False}}, version
+    assert discover.status_code == 200, discover.text
+    assert discover.json()["result"]["capabilities"] == {"tools": {"listChanged": False}}
+    # Nothing is served under those names either: a client that asks anyway is told so.
+    assert prompts.json()["error"]["code"] == -32601
+    assert resources.json()["error"]["code"] == -32601

@@ -32,27 +32,61 @@ def calls(*requests_: tuple[str, dict]):
     return work
 
 
-def test_bad_input_is_an_error_result_saying_what_is_wrong(serve, directory, alice, acme):
+# Every way a model can get the arguments wrong, and the one sentence it reads back: the same words
+# as /v1/avatar's 400s where the API has them, never the validator's dump.
+ARGUMENT_ERRORS = [
+    ("get_profile_avatar", {}, "Give a linkedin_url or a username."),
+    ("get_profile", {}, "Give a linkedin_url or a username."),
+    (
+        "get_profile_avatar",
+        {"username": "eileen-collins", "linkedin_url": "linkedin.com/in/x-y-z"},
+        "Give either linkedin_url or username, not both.",
+    ),
+    ("get_profile_avatar", {"username": "eileen-collins", "size": 100}, "size must be one of 32, 64, 128, 256, 512."),
+    ("get_profile_avatar", {"username": "eileen-collins", "size": "big"}, "size must be one of 32, 64, 128, 256, 512."),
+    ("get_profile_avatar", {"username": "eileen-collins", "size": None}, "size must be one of 32, 64, 128, 256, 512."),
+    ("get_profile_avatar", {"username": 5}, "username must be a string, e.g. janedoe."),
+    ("get_profile", {"username": ["eileen-collins"]}, "username must be a string, e.g. janedoe."),
+    (
+        "get_profile",
+        {"linkedin_url": {"url": "x"}},
+        "linkedin_url must be a string, e.g. https://www.linkedin.com/in/janedoe.",
+    ),
+    (
+        "get_profile_avatar",
+        {"username": "eileen-collins", "width": 64},
+        "get_profile_avatar has no argument width; it takes linkedin_url, username and size.",
+    ),
+    (
+        "get_profile",
+        {"username": "eileen-collins", "size": 64},
+        "get_profile has no argument size; it takes linkedin_url and username.",
+    ),
+    ("get_publishable_key", {"workspace": "acme"}, "get_publishable_key takes no arguments; remove workspace."),
+    (
+        "get_profile",
+        {"linkedin_url": "https://www.linkedin.com/company/nasa"},
+        "linkedin_url is a company page, not a person's profile (expected linkedin.com/in/<handle>).",
+    ),
+    ("get_profile", {"linkedin_url": "https://evil.example/in/eileen"}, "linkedin_url must be on linkedin.com"),
+    ("get_profile", {"linkedin_url": "not a url at all"}, "linkedin_url"),
+    ("get_profile_avatar", {"username": "a"}, "username must name a handle of"),
+]
+
+
+def test_every_argument_error_is_one_plain_sentence(serve, directory, alice, acme):
     with serve() as base:
         results = with_client(
-            base,
-            sign_in(base, alice),
-            calls(
-                ("get_profile_avatar", {}),
-                ("get_profile_avatar", {"username": "eileen-collins", "linkedin_url": "linkedin.com/in/x-y-z"}),
-                ("get_profile", {"linkedin_url": "https://www.linkedin.com/company/nasa"}),
-                ("get_profile_avatar", {"username": "eileen-collins", "size": 100}),
-                ("get_profile", {"linkedin_url": "https://evil.example/in/eileen"}),
-            ),
+            base, sign_in(base, alice), calls(*[(name, arguments) for name, arguments, _ in ARGUMENT_ERRORS])
         )
-    texts = [result.content[0].text for result in results]
-    assert all(result.is_error for result in results)
-    assert texts[0] == "Give a linkedin_url or a username."
-    assert texts[1] == "Give either linkedin_url or username, not both."
-    assert "company page" in texts[2]
-    assert "size" in texts[3] and "32, 64, 128, 256 or 512" in texts[3]
-    assert "must be on linkedin.com" in texts[4]
-    assert not any("Traceback" in text for text in texts)
+    for (name, arguments, expected), result in zip(ARGUMENT_ERRORS, results, strict=True):
+        text = result.content[0].text
+        assert result.is_error, (name, arguments)
+        assert len(result.content) == 1, (name, arguments)
+        assert text.startswith(expected), (name, arguments, text)
+        assert ". " not in text.replace("e.g. ", "") and text.endswith("."), (name, arguments, text)  # one sentence
+        for leak in ("validation error", "pydantic", "Error executing tool", "type=", "Traceback", "Input should"):
+            assert leak not in text, (name, arguments, text)
 
 
 def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(serve, directory, alice, acme):
@@ -170,5 +204,5 @@ def test_two_server_processes_serve_one_client_in_turn(serve, directory, alice, 
 
         tools, results = with_client(base, browser, work, storage=storage, transport=transport, mode=mode)
     assert len(tools.tools) == 3
-    assert all(not result.is_error for result in results)
+    assert all(not result.is_error for result in results), [r.content[0].text for r in results if r.is_error]
     assert set(transport.served) == {first, second}
