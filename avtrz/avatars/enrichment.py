@@ -13,12 +13,10 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from avtrz.avatars import breaker, imaging, linkedin, safe_http
+from avtrz.avatars import breaker, crops, imaging, linkedin, safe_http
 from avtrz.avatars.cards import card_for, remember
 from avtrz.avatars.models import AvatarImage, Profile
 
@@ -110,61 +108,39 @@ def fetch_photo(url: str) -> bytes:
 
 
 def store_image(profile: Profile, data: bytes, version: str) -> AvatarImage:
-    """Decode, face-crop and encode a photo, storing each rendition under its content hash.
+    """Decode, frame and encode a photo, storing each rendition under its content hash (`crops`).
 
-    Idempotent: a re-delivered task finds the image of this photo version and adds nothing."""
+    Idempotent: a re-delivered task finds the image of this photo version and adds nothing, and a
+    refresh that finds the same photo keeps its image, manual crop included."""
     source_hash = imaging.content_hash(data)
     existing = AvatarImage.objects.filter(profile=profile, photo_version=version, source_hash=source_hash).first()
     if existing:
         return existing
-    # JPEGs decode at a reduced scale when still larger than the largest avatar (3x faster for big
-    # uploads), finer when a small face needs the pixels.
-    image, face = imaging.decode_and_detect(data)
-    formats = ("webp", "png") if image.format == "PNG" else ("webp",)
-    renditions = imaging.render_avatar(image, box=imaging.framing_boxes(*image.size, face), formats=formats)
-    _save_blob(f"sources/{source_hash}", data)
-    names: dict[str, dict[str, str]] = {}
-    for (size, fmt), blob in renditions.items():
-        digest = imaging.content_hash(blob)
-        _save_blob(f"avatars/{digest}.{fmt}", blob)
-        names.setdefault(fmt, {})[str(size)] = digest
+    rendered = crops.render_source(data)
+    crops.save_blob(f"sources/{source_hash}", data)
     try:
         with transaction.atomic():
             return AvatarImage.objects.create(
                 profile=profile,
                 photo_version=version,
                 source_hash=source_hash,
-                source_format=(image.format or "").lower(),
-                face_detected=face is not None,
-                renditions=names,
+                source_format=rendered.source_format,
+                face_detected=rendered.face_box is not None,
+                renditions=rendered.renditions,
+                source_width=rendered.width,
+                source_height=rendered.height,
+                face_box=rendered.face_box,
+                crop_boxes=rendered.crop_boxes,
+                framing_version=rendered.framing_version,
             )
     except IntegrityError:  # a concurrent delivery of the same task stored it first
         return AvatarImage.objects.get(profile=profile, photo_version=version, source_hash=source_hash)
 
 
-def _save_blob(name: str, data: bytes) -> None:
-    if not default_storage.exists(name):
-        default_storage.save(name, ContentFile(data))
-
-
 def add_png_renditions(image: AvatarImage) -> AvatarImage:
-    """PNG renditions of a photo first stored as WEBP only, made from the kept source photo."""
-    if image.renditions.get("png"):
-        return image
-    with default_storage.open(f"sources/{image.source_hash}") as source:
-        decoded, face = imaging.decode_and_detect(source.read())
-    box = imaging.framing_boxes(*decoded.size, face)
-    png = {}
-    for (size, _fmt), blob in imaging.render_avatar(decoded, box=box, formats=("png",)).items():
-        digest = imaging.content_hash(blob)
-        _save_blob(f"avatars/{digest}.png", blob)
-        png[str(size)] = digest
-    image.renditions = {**image.renditions, "png": png}
-    image.save(update_fields=["renditions"])
-    profile = image.profile
-    if profile.current_image_id == image.pk:
-        remember(card_for(profile, image))
-    return image
+    """PNG renditions of a photo first stored as WEBP only, made from the kept source photo and cut
+    exactly as its WEBP renditions (framing rule or manual crop)."""
+    return crops.add_formats(image, ("png",))
 
 
 def _next_refresh(profile: Profile):

@@ -53,6 +53,7 @@ __all__ = [
     "content_hash",
     "decode_and_detect",
     "decode_image",
+    "displayed_size",
     "detect_face",
     "frame_box",
     "framing_boxes",
@@ -192,6 +193,25 @@ def decode_and_detect(data: bytes) -> tuple[Image.Image, FaceBox | None]:
     x, y, w, h = (round(value * ratio) for value in face)
     w, h = min(w, finer.width - x), min(h, finer.height - y)
     return finer, (x, y, w, h)
+
+
+def displayed_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a photo as displayed (EXIF orientation applied), from its header only."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_INPUT_FORMATS) as source:
+            width, height = source.size
+            orientation = source.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 (the same bytes decoded before; any header trouble is ImageError)
+        raise ImageError("unreadable image header") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def scale_box(box: Box, ratio: float, width: int, height: int) -> Box:
+    """A square ``box`` scaled by ``ratio`` and kept a square inside ``width`` x ``height``."""
+    side = min(width, height, max(1, round((box[2] - box[0]) * ratio)))
+    left = min(max(0, round(box[0] * ratio)), width - side)
+    top = min(max(0, round(box[1] * ratio)), height - side)
+    return left, top, left + side, top + side
 
 
 def detect_face(img: Image.Image) -> FaceBox | None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -54,6 +55,21 @@ class AvatarImage(models.Model):
     face_detected = models.BooleanField(default=False)
     # {"webp": {"32": "<sha256>", ...}, "png": {...}}: each rendition is stored as <sha256>.<format>.
     renditions = models.JSONField(default=dict)
+    # Framing, in pixels of the source photo as displayed (EXIF orientation applied).
+    source_width = models.PositiveIntegerField(null=True, blank=True)
+    source_height = models.PositiveIntegerField(null=True, blank=True)
+    face_box = models.JSONField(null=True, blank=True, help_text="[x, y, width, height] of the detected face.")
+    # {"32": [left, top, right, bottom], ...}: the square each size was cut from.
+    crop_boxes = models.JSONField(default=dict, blank=True)
+    manual_box = models.JSONField(
+        null=True, blank=True, help_text="[left, top, right, bottom] set by support; overrides the framing rule."
+    )
+    framing_version = models.PositiveSmallIntegerField(
+        default=1, help_text="The framing rule the renditions were made with (1: largest square; 2: face framing)."
+    )
+    # Renditions replaced by a re-render, newest last: [{"at": ..., "reason": ..., "renditions": {...}}].
+    # Their files are kept, so every URL handed out keeps working.
+    previous_renditions = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -68,3 +84,26 @@ class AvatarImage(models.Model):
     def rendition(self, size: int, fmt: str) -> str | None:
         """The content hash of one rendition, None when that format was not made."""
         return self.renditions.get(fmt, {}).get(str(size))
+
+
+class CropChange(models.Model):
+    """Audit trail of support's crop overrides and re-renders of one image."""
+
+    class Action(models.TextChoices):
+        MANUAL = "manual", "Manual crop set"
+        RESET = "reset", "Back to the framing rule"
+
+    image = models.ForeignKey(AvatarImage, on_delete=models.CASCADE, related_name="crop_changes")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    box_before = models.JSONField(null=True, blank=True)
+    box_after = models.JSONField(null=True, blank=True)
+    renditions_before = models.JSONField(default=dict)
+    renditions_after = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} on {self.image}"
