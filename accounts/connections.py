@@ -7,10 +7,11 @@ Multi-model writes run in one transaction each, with their audit row.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from oauth2_provider.models import (
@@ -111,6 +112,85 @@ def list_connections(workspace: Workspace) -> QuerySet[Connection]:
 def list_user_connections(user: User) -> QuerySet[Connection]:
     """Every active connection the user made, across workspaces."""
     return _listing(Connection.objects.filter(user=user))
+
+
+@dataclass
+class ConnectionGroup:
+    """Connections the dashboard shows as one app: the one used last first, the others after it."""
+
+    connections: list[Connection] = field(default_factory=list)
+
+    @property
+    def latest(self) -> Connection:
+        return self.connections[0]
+
+    @property
+    def older(self) -> list[Connection]:
+        return self.connections[1:]
+
+
+def _group_key(connection: Connection) -> tuple:
+    # Only the same person's re-registrations of what is, by every sign we have, the same app: the
+    # name it registered with and where its codes go. Without a recorded redirect URI nothing
+    # says they are the same app, so such a connection stands alone.
+    if not connection.redirect_host:
+        return ("alone", connection.pk)
+    return (connection.user_id, connection.application.name.strip().casefold(), connection.redirect_host)
+
+
+def _activity(connection: Connection):
+    return connection.last_used_at or connection.created_at
+
+
+def _used_last_first(connection: Connection) -> tuple:
+    # A connection that was used outranks one that never was (an abandoned attempt), however new.
+    return (connection.last_used_at is not None, _activity(connection), connection.created_at, connection.pk)
+
+
+def group_connections(connections) -> list[ConnectionGroup]:
+    """Group re-registrations of one app by one person (each reconnect of Claude or the MCP Inspector
+    registers a new client): same user, same client name, same redirect host. Within a group the
+    connection used last comes first (then the newest never used); groups are ordered by their most
+    recent activity, a use or a new connection. Grouping only changes how they are shown: every
+    connection stays listed and revocable on its own."""
+    groups: dict[tuple, ConnectionGroup] = {}
+    for connection in connections:
+        groups.setdefault(_group_key(connection), ConnectionGroup()).connections.append(connection)
+    for group in groups.values():
+        group.connections.sort(key=_used_last_first, reverse=True)
+    return sorted(groups.values(), key=lambda g: (max(_activity(c) for c in g.connections), g.latest.pk), reverse=True)
+
+
+def last_revoked(user: User, application: AbstractApplication, redirect_uri: str) -> Connection | None:
+    """The user's connection of this app that was revoked, when it is the latest one and none is active:
+    the same client, or a re-registration of it (same name, same redirect URI, as the dashboard groups
+    them). For the consent screen's "you revoked this connection on …"."""
+    candidates = (
+        Connection.objects.filter(user=user)
+        .filter(
+            models.Q(application=application) | models.Q(application__name=application.name, redirect_uri=redirect_uri)
+        )
+        .select_related("workspace")
+        .order_by("-revoked_at")
+    )
+    if any(c.revoked_at is None for c in candidates):
+        return None
+    return candidates.first()
+
+
+def revoked_by(connection: Connection) -> User | None:
+    """Who revoked ``connection`` last, from the audit log (None when Avtrz did, or unknown)."""
+    event = (
+        AuditEvent.objects.filter(
+            workspace_id=connection.workspace_id,
+            action=AuditEvent.Action.CONNECTION_REVOKED,
+            data__connection=str(connection.uid),
+        )
+        .select_related("actor")
+        .order_by("-pk")
+        .first()
+    )
+    return event.actor if event else None
 
 
 def can_revoke(actor: User, connection: Connection) -> bool:

@@ -43,6 +43,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 
 from accounts import cimd
+from accounts.connections import last_revoked, revoked_by
 from accounts.oauth import (
     MCP_TOOLS,
     OFFLINE_SCOPE,
@@ -199,8 +200,22 @@ class ConsentView(AuthorizationView):
             memberships=form.memberships,
             selected_workspace=next((m.workspace for m in form.memberships if m.workspace.slug == selected), None),
             create_workspace_url=f"{reverse('workspaces:create')}?{urlencode({'next': self.request.get_full_path()})}",
+            revoked=self._revoked_note(context["application"], context["redirect_uri"]),
         )
         return context
+
+    def _revoked_note(self, application, redirect_uri: str) -> dict | None:
+        """When this app's latest connection by this user was revoked: which, when and by whom, so the
+        screen can say why the app is back here ("You revoked this connection on …")."""
+        previous = last_revoked(self.request.user, application, redirect_uri)
+        if previous is None:
+            return None
+        actor = revoked_by(previous)
+        return {
+            "connection": previous,
+            "actor": actor,
+            "by_you": actor is not None and actor.pk == self.request.user.pk,
+        }
 
     def form_valid(self, form: ConsentForm) -> HttpResponse:
         # The hidden fields come back from the browser. DOT trusts them; an unknown client would be

@@ -12,7 +12,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts.connections import can_revoke, list_connections, revoke_connection
+from accounts.connections import can_revoke, group_connections, list_connections, revoke_connection
 from accounts.views import safe_next
 from workspaces import billing, charts, live, services
 from workspaces.access import current_membership, get_membership
@@ -346,16 +346,20 @@ def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 
 def _connections_context(request: HttpRequest, membership: Membership) -> dict:
-    rows = []
-    for connection in list_connections(membership.workspace):
-        rows.append(
-            {
-                "connection": connection,
-                "scopes": connection.scope.split(),
-                "can_revoke": can_revoke(request.user, connection),
-            }
-        )
-    return {"membership": membership, "rows": rows}
+    connections = list(list_connections(membership.workspace))
+    groups = [
+        {
+            "rows": [
+                {"connection": c, "scopes": c.scope.split(), "can_revoke": can_revoke(request.user, c)}
+                for c in group.connections
+            ],
+        }
+        for group in group_connections(connections)
+    ]
+    for group in groups:
+        group["latest"], *group["older"] = group["rows"]
+    rows = [row for group in groups for row in group["rows"]]
+    return {"membership": membership, "groups": groups, "rows": rows}
 
 
 @require_safe

@@ -16,7 +16,7 @@ from accounts.connections import (
 )
 from accounts.models import Connection
 from accounts.oauth import mcp_resource_url
-from tests.oauth.oauthutil import CLAUDE
+from tests.oauth.oauthutil import CLAUDE, authorize_params, authorize_path, pkce
 from workspaces import services
 from workspaces.models import AuditEvent, Membership
 
@@ -256,3 +256,37 @@ def test_a_returning_member_must_connect_again(client, connect, alice, bob, acme
     assert _refresh(app, token).status_code == 400
     _app, fresh = connect(client, app=app)  # consent again
     assert workspace_for_access_token(fresh["access_token"])[1] == acme
+
+
+def test_the_consent_screen_says_when_this_connection_was_revoked(alice_client, register, connect, alice, acme):
+    app, _token = connect(alice_client)
+    connection = Connection.objects.get(application__client_id=app["client_id"])
+    assert "revoked-note" not in _consent_page(alice_client, app)  # still active
+    revoke_connection(actor=alice, connection=connection)
+    connection.refresh_from_db()
+    body = _consent_page(alice_client, app)
+    when = f"{connection.revoked_at:%-d %b %Y, %H:%M} UTC"
+    assert f"You revoked this connection to Acme on {when}; approving reconnects it." in body
+
+    # The app registers anew (as Claude does on every reconnect): the same name and redirect URI.
+    again = register(client_name=app["client_name"], redirect_uris=[CLAUDE])
+    assert "You revoked this connection to Acme" in _consent_page(alice_client, again)
+    # Reconnected, the note is gone.
+    connect(alice_client, app=app)
+    assert "revoked-note" not in _consent_page(alice_client, again)
+    # Another app of the same name elsewhere is not this connection.
+    other = register(client_name=app["client_name"], redirect_uris=["https://elsewhere.example/cb"])
+    assert "revoked-note" not in _consent_page(alice_client, other, "https://elsewhere.example/cb")
+
+
+def test_the_note_names_who_else_revoked_it(client, register, connect, alice, bob, acme):
+    client.force_login(bob)
+    app, _token = connect(client)
+    revoke_connection(actor=alice, connection=Connection.objects.get(application__client_id=app["client_id"]))
+    assert "Alice Example revoked this connection to Acme on" in _consent_page(client, app)
+
+
+def _consent_page(client, app, redirect_uri=CLAUDE) -> str:
+    response = client.get(authorize_path(authorize_params(app["client_id"], redirect_uri, pkce()[1])))
+    assert response.status_code == 200, response
+    return response.content.decode()
