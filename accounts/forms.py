@@ -17,10 +17,16 @@ class SignUpForm(UserCreationForm):
         help_texts = {"name": "Optional. Shown to your teammates."}
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists. Sign in instead.")
-        return email
+        # Whether the address has an account is not said here: the view mails its owner instead.
+        return self.cleaned_data["email"].strip().lower()
+
+    def validate_unique(self) -> None:
+        """Skip the email's uniqueness check, whose error would tell anyone the address has an account."""
+        exclude = {*self._get_validation_exclusions(), "email"}
+        try:
+            self.instance.validate_unique(exclude=exclude)
+        except forms.ValidationError as exc:
+            self._update_errors(exc)
 
 
 class ThrottledSignIn:

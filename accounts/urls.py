@@ -7,6 +7,8 @@ app_name = "accounts"
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
+    path("signup/sent/", views.signup_sent, name="signup_sent"),
+    path("activate/<uidb64>/<token>/", views.activate, name="activate"),
     path("login/", views.signin, name="login"),
     path("unlock/<str:token>/", unlock.unlock, name="unlock"),
     path("logout/", views.signout, name="logout"),

@@ -7,10 +7,12 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_decode
 from django.views.decorators.http import require_http_methods
 
+from accounts import signup as signup_flow
 from accounts.forms import SignInForm, SignUpForm
+from accounts.models import User
 from avtrz import throttle
 
 
@@ -26,15 +28,58 @@ def safe_next(request: HttpRequest, default: str) -> str:
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    """Every valid sign-up answers "check your inbox", whether or not the email has an account
+    (accounts.signup); only an invitation to that very address signs in at once."""
     if request.user.is_authenticated:
         return redirect(safe_next(request, reverse_lazy("workspaces:home")))
-    form = SignUpForm(request.POST or None)
+    next_url = safe_next(request, "")
+    invitation = signup_flow.invitation_at(next_url)
+    form = SignUpForm(request.POST or None, initial={"email": invitation.email} if invitation else {})
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        email = form.cleaned_data["email"]
+        existing = User.objects.filter(email__iexact=email).first()
+        if existing is not None and existing.is_active:
+            signup_flow.send_already_registered(existing)
+        else:
+            user = form.save(commit=False)
+            if existing is not None:  # signed up before without following the link: this try wins
+                existing.name = user.name
+                existing.set_password(form.cleaned_data["password1"])
+                user = existing
+            invited = signup_flow.invitation_for(next_url, email)
+            user.is_active = invited is not None  # the invitation link already proved the mailbox
+            user.save()
+            if invited is not None:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, f"Welcome to Avtrz. Accept the invitation to join {invited.workspace.name}.")
+                return redirect(next_url)
+            signup_flow.send_activation(user, next_url)
+        request.session["signup_email"] = email
+        return redirect("accounts:signup_sent")
+    return render(request, "accounts/signup.html", {"form": form, "next": next_url, "invitation": invitation})
+
+
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/signup_sent.html", {"email": request.session.get("signup_email", "")})
+
+
+def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """Follow the emailed link: the account becomes active and is signed in; the link then dies."""
+    try:
+        user = User.objects.get(pk=urlsafe_base64_decode(uidb64).decode())
+    except (User.DoesNotExist, ValueError, TypeError, OverflowError):
+        user = None
+    if user is None or user.is_active or not signup_flow.activation_tokens.check_token(user, token):
+        return render(request, "accounts/activate_invalid.html", status=400)
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    invitation = signup_flow.invitation_at(safe_next(request, ""))
+    if invitation is not None:
+        messages.success(request, f"Welcome to Avtrz. Accept the invitation to join {invitation.workspace.name}.")
+    else:
         messages.success(request, "Welcome to Avtrz. Create a workspace to get your API keys.")
-        return redirect(safe_next(request, str(reverse_lazy("workspaces:create"))))
-    return render(request, "accounts/signup.html", {"form": form, "next": safe_next(request, "")})
+    return redirect(safe_next(request, str(reverse_lazy("workspaces:create"))))
 
 
 signin = auth_views.LoginView.as_view(

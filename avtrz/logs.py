@@ -34,9 +34,10 @@ CREDENTIAL_PARAM = re.compile(
     r"(?<![A-Za-z0-9_])((?:key|api_key|token|access_token|refresh_token|client_secret|password)=)([^&\s\"'#]+)"
 )
 
-# Links that carry a one-time secret in their path: password reset, sign-in unlock, invitations.
+# Links that carry a one-time secret in their path: password reset, sign-up activation, sign-in
+# unlock, invitations.
 TOKEN_PATH = re.compile(
-    r"(/(?:accounts/password/reset/[A-Za-z0-9_-]+|accounts/unlock|invitations)/)"
+    r"(/(?:accounts/(?:password/reset|activate)/[A-Za-z0-9_-]+|accounts/unlock|invitations)/)"
     r"(?!set-password/|\[redacted\])[A-Za-z0-9._~:-]+"
 )
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.test import Client
 
 from tests.factories import PASSWORD, UserFactory
 
@@ -139,6 +140,10 @@ def test_password_reset_is_limited_per_address(client, settings):
         ),
         ("GET /accounts/password/reset/MjU/set-password/ 200", "GET /accounts/password/reset/MjU/set-password/ 200"),
         ("GET /accounts/password/reset/sent/ 200", "GET /accounts/password/reset/sent/ 200"),
+        (
+            "GET /accounts/activate/MjU/diwxhj-8157fae7119c7c/?next=/w/ 302",
+            "GET /accounts/activate/MjU/[redacted]/?next=/w/ 302",
+        ),
         ("https://avtrz.example/accounts/unlock/Zx9-abc_DEF/", "https://avtrz.example/accounts/unlock/[redacted]/"),
         ("POST /invitations/q1W2e3R4t5Y6u7I8o9P0/ 302", "POST /invitations/[redacted]/ 302"),
     ],
@@ -148,3 +153,55 @@ def test_reset_unlock_and_invitation_tokens_are_redacted_in_logged_urls(raw, log
 
     assert redact(raw) == logged
     assert redact(logged) == logged
+
+
+SIGNUP = {"name": "Someone", "password1": "a sturdy passphrase 42", "password2": "a sturdy passphrase 42"}
+
+
+def test_signup_answers_the_same_whether_or_not_the_email_has_an_account(client, alice):
+    taken = client.post("/accounts/signup/", {**SIGNUP, "email": "ALICE@example.com"})
+    free = Client().post("/accounts/signup/", {**SIGNUP, "email": "fresh@example.com"})
+    assert taken.status_code == free.status_code == 302
+    assert taken["Location"] == free["Location"] == "/accounts/signup/sent/"
+    assert "_auth_user_id" not in client.session
+    # Only the mailboxes learn the difference.
+    existing, activation = mail.outbox
+    assert existing.to == ["alice@example.com"] and "already" in existing.subject
+    assert "/accounts/login/" in existing.body and "/accounts/password/reset/" in existing.body
+    assert activation.to == ["fresh@example.com"] and "/accounts/activate/" in activation.body
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD) and alice.name == "Alice Example"  # untouched
+
+
+def test_the_already_registered_mail_is_not_a_mail_cannon(client, alice):
+    for _ in range(5):
+        client.post("/accounts/signup/", {**SIGNUP, "email": alice.email})
+    assert len(mail.outbox) == 1
+
+
+def _invite(workspace, inviter, email):
+    from workspaces.models import Invitation
+
+    invitation = Invitation(workspace=workspace, email=email, invited_by=inviter)
+    token = invitation.issue_token()
+    invitation.save()
+    return f"/invitations/{token}/"
+
+
+def test_an_invitation_to_that_address_signs_up_at_once(client, acme, alice):
+    path = _invite(acme, alice, "dana@example.com")
+    page = client.get("/accounts/signup/", {"next": path})
+    assert page.context["form"]["email"].value() == "dana@example.com"  # filled in
+    response = client.post("/accounts/signup/", {**SIGNUP, "email": "dana@example.com", "next": path})
+    assert response["Location"] == path
+    assert _signed_in(client)
+    page = client.get(path)
+    assert "Accept the invitation to join Acme" in page.content.decode()
+    assert "Create a workspace to get your API keys" not in page.content.decode()
+
+
+def test_an_invitation_to_another_address_still_needs_the_mailed_link(client, acme, alice):
+    path = _invite(acme, alice, "dana@example.com")
+    response = client.post("/accounts/signup/", {**SIGNUP, "email": "eve@example.com", "next": path})
+    assert response["Location"] == "/accounts/signup/sent/"
+    assert not _signed_in(client)

@@ -5,6 +5,8 @@ Screenshots of every dashboard page go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -36,13 +38,24 @@ def _render_snippet(browser, snippet: str) -> tuple[dict, int]:
     return answer, width
 
 
+def _activation_link(mailbox) -> str:
+    body = "".join(path.read_text() for path in sorted(mailbox.iterdir()))
+    return re.search(r"https?://\S+/accounts/activate/\S+", body).group(0)
+
+
 def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
     chromium = services.chromium_path()
     services.ARTIFACTS.mkdir(exist_ok=True)
     import_profile({"handle": "eileen-collins", "name": "Eileen Collins", "photo_file": "face.jpg"}, base_dir=IMAGES)
     port = services.free_port()
     base = settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
-    env = services.server_env(PUBLIC_BASE_URL=base, MEDIA_ROOT=str(settings.MEDIA_ROOT))
+    mailbox = tmp_path / "mail"
+    env = services.server_env(
+        PUBLIC_BASE_URL=base,
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mailbox),
+    )
 
     with (
         services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"),
@@ -59,6 +72,9 @@ def test_sign_up_create_a_key_use_it_and_revoke_it(settings, tmp_path):
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_label("Password confirmation").fill(PASSWORD)
         page.get_by_role("button", name="Create account").click()
+        page.wait_for_url("**/accounts/signup/sent/")
+        expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+        page.goto(_activation_link(mailbox))  # the link in the mail signs the new account in
         page.wait_for_url("**/workspaces/new/**")
         page.get_by_label("Workspace name").fill("Orbit Labs")
         page.get_by_role("button", name="Create workspace").click()

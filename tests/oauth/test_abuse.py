@@ -2,10 +2,12 @@
 redirects through `next`, redirect URI look-alikes, codes redeemed by another client, PKCE downgrade,
 a token outliving its workspace membership, and framing of the sign-in pages."""
 
+import re
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
+from django.core import mail
 from django.test import Client
 from oauth2_provider.models import AccessToken
 
@@ -50,8 +52,9 @@ def test_signing_in_never_redirects_off_site(client, alice, target):
 @pytest.mark.parametrize("target", HOSTILE_NEXT)
 def test_signing_up_never_redirects_off_site(client, target):
     data = {"email": "new@example.com", "password1": "a sturdy passphrase 42", "password2": "a sturdy passphrase 42"}
-    response = client.post("/accounts/signup/", {**data, "next": target})
-    assert response["Location"] == "/workspaces/new/"
+    client.post("/accounts/signup/", {**data, "next": target})
+    link = re.search(r"https?://[^/\s]+(/accounts/activate/\S+)", mail.outbox[-1].body).group(1)
+    assert client.get(link)["Location"] == "/workspaces/new/"
     assert_stays_here(client.get("/accounts/signup/", {"next": target})["Location"])
 
 
