@@ -4,6 +4,8 @@ approve it; they sign up, make a workspace, approve, and the app gets its code."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 from authlib.common.security import generate_token
@@ -22,15 +24,24 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 INSPECTOR = "http://localhost:6274/oauth/callback"
 
 
+def _activation_link(mailbox) -> str:
+    body = "".join(path.read_text() for path in sorted(mailbox.iterdir()))
+    return re.search(r"https?://\S+/accounts/activate/\S+", body).group(0)
+
+
 def test_a_fresh_user_is_told_which_app_waits_signs_up_approves_and_goes_back(settings, tmp_path):
     chromium = services.chromium_path()
     services.ARTIFACTS.mkdir(exist_ok=True)
     port = services.free_port()
     base = settings.PUBLIC_BASE_URL = f"http://127.0.0.1:{port}"
 
-    with services.running(
-        services.uvicorn_cmd(port), env=services.server_env(PUBLIC_BASE_URL=base), port=port, log=tmp_path / "log"
-    ):
+    mailbox = tmp_path / "mail"
+    env = services.server_env(
+        PUBLIC_BASE_URL=base,
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mailbox),
+    )
+    with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "log"):
         client = requests.post(
             f"{base}/o/register/",
             json={"client_name": "MCP Inspector", "redirect_uris": [INSPECTOR], "token_endpoint_auth_method": "none"},
@@ -67,6 +78,9 @@ def test_a_fresh_user_is_told_which_app_waits_signs_up_approves_and_goes_back(se
             page.get_by_label("Password", exact=True).fill(PASSWORD)
             page.get_by_label("Password confirmation").fill(PASSWORD)
             page.get_by_role("button", name="Create account").click()
+            page.wait_for_url(re.compile(r".*/(o/authorize|accounts/signup/sent)/.*"))
+            if "/accounts/signup/sent/" in page.url:  # where sign-up asks to confirm the address first
+                page.goto(_activation_link(mailbox))
 
             # Back at the consent screen, which asks for a workspace first and returns after it.
             page.wait_for_url("**/o/authorize/**")
