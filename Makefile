@@ -30,7 +30,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt tests/conformance/package-lo
 
 run: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --no-input
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py load_demo
+	DEBUG=$${DEBUG:-true} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/python manage.py load_demo
 	@echo ""
 	@echo "  Avtrz is running at   http://$(HOST):$(PORT)/"
 	@echo "  Dashboard             http://$(HOST):$(PORT)/dashboard/"

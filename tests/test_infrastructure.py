@@ -61,6 +61,20 @@ def test_refuses_to_start_in_production_without_an_email_backend():
     assert _manage("shell", "--no-imports", "-c", smtp, env=PRODUCTION_ENV).stdout.strip().endswith("smtp.EmailBackend")
 
 
+def test_make_run_prints_urls_on_the_port_it_serves():
+    """`PORT=9123 make run` printed a `Try:` URL on 8000: load_demo now gets the same base URL."""
+    result = subprocess.run(
+        ["make", "-n", "run", "HOST=127.0.0.1", "PORT=9123"],
+        cwd=services.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    demo = [line for line in result.stdout.splitlines() if "load_demo" in line]
+    assert demo and "http://127.0.0.1:9123" in demo[0], result.stdout
+    assert ":8000" not in result.stdout
+
+
 def test_bad_environment_values_are_named():
     result = _manage("check", env={**PRODUCTION_ENV, "DEBUG": "maybe"})
     assert result.returncode != 0
