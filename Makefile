@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean prod-local
+.PHONY: run test lint bench clean prod-local superuser
 
 # Development enriches profiles from the app's own stand-in for LinkedIn (avtrz/avatars/demo_source.py),
 # so `make run` works offline and never fetches from the internet. Set LINKEDIN_BASE_URL to override.
@@ -40,6 +40,12 @@ run: $(VENV)/.runtime
 	@echo ""
 	DEBUG=$${DEBUG:-true} PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(DEMO_SOURCE) \
 		$(BIN)/uvicorn avtrz.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+
+# A staff account for /admin/ on the development database: asks for an email and a password, or takes
+# them from DJANGO_SUPERUSER_EMAIL and DJANGO_SUPERUSER_PASSWORD.
+superuser: $(VENV)/.runtime
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --no-input -v0
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py createsuperuser $${DJANGO_SUPERUSER_PASSWORD:+--noinput}
 
 test: $(VENV)/.dev
 	$(BIN)/pytest

@@ -1,5 +1,6 @@
 """The platform under the product: settings guards, the ASGI server, Redis and a real Celery worker."""
 
+import os
 import secrets
 import subprocess
 import sys
@@ -73,6 +74,23 @@ def test_make_run_prints_urls_on_the_port_it_serves():
     demo = [line for line in result.stdout.splitlines() if "load_demo" in line]
     assert demo and "http://127.0.0.1:9123" in demo[0], result.stdout
     assert ":8000" not in result.stdout
+
+
+def test_make_superuser_works_as_the_readme_writes_it(tmp_path):
+    database = f"sqlite:///{tmp_path}/staff.sqlite3"
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": database}
+    made = subprocess.run(
+        ["make", "superuser"],
+        cwd=services.ROOT,
+        env={**env, "DJANGO_SUPERUSER_EMAIL": "staff@example.com", "DJANGO_SUPERUSER_PASSWORD": "staff sturdy 1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "Traceback" not in made.stderr
+    check = "from accounts.models import User; print(User.objects.get(email='staff@example.com').is_superuser)"
+    assert _manage("shell", "--no-imports", "-c", check, env={**env, "DEBUG": "true"}).stdout.strip() == "True"
 
 
 def test_bad_environment_values_are_named():
