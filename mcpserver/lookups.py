@@ -135,7 +135,7 @@ def publishable_key(workspace: Workspace) -> Result:
         "defaultSize": DEFAULT_SIZE,
     }
     text = (
-        f"Publishable key of the {workspace.name} workspace: {key}\n"
+        f"Publishable key of {workspace.name}: {key}\n"
         f"Durable avatar URL: {structured['urlTemplate']}\n"
         f"or by username: {structured['usernameUrlTemplate']}\n"
         "URL-encode the LinkedIn profile URL when you substitute it. "
