@@ -421,7 +421,12 @@ def _price(plan: Plan) -> str:
 def _billing_context(membership: Membership, error: str = "") -> dict:
     workspace = membership.workspace
     plans = [
-        {"plan": plan, "price": _price(plan) if plan.price_cents else "Free", "buyable": billing.can_buy(plan)}
+        {
+            "plan": plan,
+            "price": _price(plan) if plan.price_cents else "Free",
+            "buyable": billing.can_buy(plan),
+            "drop": _limits_drop(workspace.plan, plan),
+        }
         for plan in Plan.objects.filter(is_public=True)
     ]
     return {
@@ -435,6 +440,24 @@ def _billing_context(membership: Membership, error: str = "") -> dict:
         "support_email": settings.AVTRZ_SUPPORT_EMAIL,
         "error": error,
     }
+
+
+def _limits_drop(current: Plan, new: Plan) -> str:
+    """What a switch from `current` to `new` takes away, as a sentence; empty when no limit drops."""
+    drops = []
+    for field, unit in (
+        ("monthly_requests", "avatar requests a month"),
+        ("monthly_new_profiles", "new profiles a month"),
+        ("requests_per_second", "requests per second"),
+    ):
+        before, after = getattr(current, field), getattr(new, field)
+        if after < before:
+            times = f" ({before / after:.3g}× fewer)" if after else ""
+            drops.append(f"from {before:,} to {after:,} {unit}{times}")
+    if not drops:
+        return ""
+    listed = drops[0] if len(drops) == 1 else ", ".join(drops[:-1]) + " and " + drops[-1]
+    return f"Limits drop at once: {listed}. Requests past the new quota are refused with 402 until the cycle resets."
 
 
 def _billing_error(request: HttpRequest, membership: Membership, error: str) -> HttpResponse:
@@ -466,6 +489,9 @@ def change_plan(request: HttpRequest, slug: str) -> HttpResponse:
         return _billing_error(
             request, membership, "Cancel the paid subscription in the billing portal; the plan follows."
         )
+    drop = _limits_drop(workspace.plan, plan)
+    if drop and request.POST.get("confirm") != "yes":  # a downgrade is never one click
+        return _billing_error(request, membership, f"Confirm the switch to {plan.name}. {drop}")
     services.change_plan(actor=request.user, workspace=workspace, plan=plan)
     messages.success(request, f"{workspace.name} is now on {plan.name}.")
     return redirect("workspaces:billing", slug=slug)

@@ -152,11 +152,25 @@ def test_hidden_or_unknown_plans_are_refused(alice_client, acme, plan):
 
 def test_downgrade_to_free_from_the_billing_page(alice_client, alice, acme, pro):
     change_plan(actor=alice, workspace=acme, plan=pro)
-    response = alice_client.post("/w/acme/billing/plan/", {"plan": "free"})
+    response = alice_client.post("/w/acme/billing/plan/", {"plan": "free", "confirm": "yes"})
     assert response["Location"] == "/w/acme/billing/"
     acme.refresh_from_db()
     assert acme.plan.code == "free"
     assert AuditEvent.objects.filter(action="plan.changed").count() == 2
+
+
+def test_a_downgrade_asks_for_confirmation_and_says_how_far_limits_drop(alice_client, alice, acme, pro):
+    change_plan(actor=alice, workspace=acme, plan=pro)
+    free = Plan.objects.get(code="free")
+    factor = f"{pro.monthly_requests / free.monthly_requests:.3g}× fewer"
+    page = alice_client.get("/w/acme/billing/").content.decode()
+    assert "data-downgrade" in page and 'name="confirm" value="yes"' in page
+    assert f"from {pro.monthly_requests:,} to {free.monthly_requests:,} avatar requests a month ({factor})" in page
+    response = alice_client.post("/w/acme/billing/plan/", {"plan": "free"})  # the old one-click form
+    assert response.status_code == 400
+    assert "Confirm the switch to Free" in response.content.decode()
+    acme.refresh_from_db()
+    assert acme.plan == pro
 
 
 def test_stripe_endpoints_are_404_without_keys(alice_client, client):
