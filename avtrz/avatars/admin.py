@@ -1,16 +1,23 @@
+import io
 from functools import partial
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
+from PIL import Image, ImageDraw
 
 from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
-from avtrz.avatars import tasks
+from avtrz.avatars import crops, imaging, tasks
 from avtrz.avatars.cards import image_url
-from avtrz.avatars.models import AvatarImage, Profile
+from avtrz.avatars.models import AvatarImage, CropChange, Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 
 
@@ -55,13 +62,17 @@ class ProfileAdmin(ReadOnlyAdmin):
     search_fields = ["handle", "name"]
     search_help_text = "LinkedIn handle, profile URL or name."
     list_select_related = ["current_image"]
-    readonly_fields = ["photo"]
+    readonly_fields = ["photo", "crop"]
     inlines = [AvatarImageInline]
     actions = ["refresh_now"]
 
     @admin.display(description="Photo")
     def photo(self, obj: Profile) -> str:
         return thumbnail(obj.current_image, f"Photo of {obj.display_name}")
+
+    @admin.display(description="Crop")
+    def crop(self, obj: Profile) -> str:
+        return crop_link(obj.current_image)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Profile], search_term: str):
         # Support gets pasted profile URLs: search by the canonical handle the directory stores.
@@ -103,10 +114,11 @@ class AvatarImageAdmin(ReadOnlyAdmin):
         "source_hash",
         "source_format",
         "face_detected",
+        "crop",
         "links",
         "created_at",
     ]
-    readonly_fields = ["preview", "links"]
+    readonly_fields = ["preview", "crop", "links"]
 
     @admin.display(description="Image")
     def preview(self, obj: AvatarImage) -> str:
@@ -123,3 +135,150 @@ class AvatarImageAdmin(ReadOnlyAdmin):
                 for size, digest in sorted(sizes.items(), key=lambda item: int(item[0]))
             ),
         )
+
+    @admin.display(description="Crop")
+    def crop(self, obj: AvatarImage) -> str:
+        return crop_link(obj)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:image_id>/crop/", view(self.crop_view), name="avatars_avatarimage_crop"),
+            path("<int:image_id>/crop/source.png", view(self.crop_source_view), name="avatars_avatarimage_crop_source"),
+            *super().get_urls(),
+        ]
+
+    def _image(self, request: HttpRequest, image_id: int) -> AvatarImage:
+        image = get_object_or_404(AvatarImage.objects.select_related("profile"), pk=image_id)
+        if not self.has_view_permission(request, image):
+            raise PermissionDenied
+        return image
+
+    def crop_view(self, request: HttpRequest, image_id: int) -> HttpResponse:
+        """Support's crop review: the source with its boxes, the five renditions, a manual crop."""
+        image = self._image(request, image_id)
+        may_act = may_act_on(request, AvatarImage)
+        form = ManualCropForm(initial=ManualCropForm.initial_for(image))
+        if request.method == "POST":
+            if not may_act:
+                raise PermissionDenied
+            if request.POST.get("do") == "reset":
+                if image.manual_box is not None:
+                    crops.reset_crop(image, actor=request.user)
+                    self.message_user(
+                        request, "Back to the framing rule; the avatar was re-rendered.", messages.SUCCESS
+                    )
+                return HttpResponseRedirect(request.path)
+            form = ManualCropForm(request.POST)
+            if form.is_valid():
+                try:
+                    crops.set_manual_crop(image, form.box(), actor=request.user)
+                except crops.CropError as exc:
+                    form.add_error(None, str(exc))
+                except (imaging.ImageError, OSError) as exc:
+                    form.add_error(None, f"The source photo could not be read: {exc}")
+                else:
+                    self.message_user(request, "Manual crop saved; the avatar was re-rendered.", messages.SUCCESS)
+                    return HttpResponseRedirect(request.path)
+        renditions = [
+            (size, image_url(digest, "webp"))
+            for size in imaging.AVATAR_SIZES
+            if (digest := image.rendition(size, "webp"))
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Crop of {image.profile.handle}",
+            "opts": self.model._meta,
+            "original": image,
+            "image": image,
+            "profile": image.profile,
+            "is_current": image.profile.current_image_id == image.pk,
+            "renditions": renditions,
+            "form": form,
+            "may_act": may_act,
+            "changes": image.crop_changes.select_related("actor")[:20],
+            "source_url": reverse("admin:avatars_avatarimage_crop_source", args=[image.pk]),
+            "tight_box": image.crop_boxes.get("128"),
+            "loose_box": image.crop_boxes.get("512"),
+        }
+        return TemplateResponse(request, "admin/avatars/avatarimage/crop.html", context)
+
+    def crop_source_view(self, request: HttpRequest, image_id: int) -> HttpResponse:
+        """The kept source photo, at most 720 px, with the face box and crop boxes drawn on it."""
+        image = self._image(request, image_id)
+        try:
+            decoded = imaging.decode_image(crops.read_source(image))
+        except (imaging.ImageError, OSError):
+            raise Http404 from None
+        response = HttpResponse(draw_boxes(decoded, image), content_type="image/png")
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class ManualCropForm(forms.Form):
+    """A square in source pixels: left and top edges and the side."""
+
+    left = forms.IntegerField(min_value=0)
+    top = forms.IntegerField(min_value=0)
+    side = forms.IntegerField(min_value=crops.MIN_MANUAL_SIDE)
+
+    @staticmethod
+    def initial_for(image: AvatarImage) -> dict[str, int]:
+        box = image.manual_box or image.crop_boxes.get("128")
+        if not box:
+            return {}
+        return {"left": box[0], "top": box[1], "side": box[2] - box[0]}
+
+    def box(self) -> tuple[int, int, int, int]:
+        left, top, side = (self.cleaned_data[name] for name in ("left", "top", "side"))
+        return left, top, left + side, top + side
+
+
+PREVIEW_SIDE = 720
+BOX_COLOURS = {"face": (40, 120, 255), "tight": (20, 170, 60), "loose": (255, 140, 0), "manual": (220, 20, 60)}
+
+
+def draw_boxes(decoded: Image.Image, image: AvatarImage) -> bytes:
+    """PNG of the source scaled to fit PREVIEW_SIDE with the face (blue), the 32-128 px crop
+    (green), the 256-512 px crop (orange) and a manual crop (red) outlined."""
+    preview = decoded.convert("RGB")
+    scale = min(1.0, PREVIEW_SIDE / max(preview.size))
+    if scale < 1.0:
+        preview = preview.resize((round(preview.width * scale), round(preview.height * scale)))
+    draw = ImageDraw.Draw(preview)
+    width = max(2, round(max(preview.size) / 200))
+    boxes = []
+    if image.face_box:
+        x, y, w, h = image.face_box
+        boxes.append(("face", (x, y, x + w, y + h)))
+    if image.manual_box:
+        boxes.append(("manual", image.manual_box))
+    else:
+        for name, size in (("loose", "512"), ("tight", "128")):
+            if image.crop_boxes.get(size):
+                boxes.append((name, image.crop_boxes[size]))
+    for name, box in boxes:
+        left, top, right, bottom = (round(value * scale) for value in box)
+        draw.rectangle((left, top, right - 1, bottom - 1), outline=BOX_COLOURS[name], width=width)
+    buffer = io.BytesIO()
+    preview.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def crop_link(image: AvatarImage | None) -> str:
+    if image is None:
+        return "—"
+    note = "manual crop" if image.manual_box else f"framing rule {image.framing_version}"
+    return format_html(
+        '<a href="{}">Review or fix the crop</a> ({})', reverse("admin:avatars_avatarimage_crop", args=[image.pk]), note
+    )
+
+
+@admin.register(CropChange)
+class CropChangeAdmin(ReadOnlyAdmin):
+    """The audit trail of support's crop overrides."""
+
+    list_display = ["created_at", "image", "action", "actor", "box_before", "box_after"]
+    list_filter = ["action", "created_at"]
+    search_fields = ["image__profile__handle", "actor__email"]
+    list_select_related = ["image__profile", "actor"]
