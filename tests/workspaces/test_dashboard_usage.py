@@ -58,6 +58,20 @@ def test_the_chart_is_server_side_svg_with_a_table_fallback(bob_client, acme):
     assert len(chart.days) == 30 and chart.peak.total == 46
 
 
+@pytest.mark.parametrize("page", ["/w/acme/usage/", "/w/acme/billing/"])
+def test_an_empty_chart_says_no_requests_yet_and_how_to_make_the_first(bob_client, page):
+    body = bob_client.get(page).content.decode()
+    assert "No requests yet" in body
+    assert 'href="/w/acme/keys/"' in body and "/v1/avatar?key=pk_live_" in body
+    assert '<svg class="chart"' not in body  # no blank grid
+
+
+def test_a_chart_with_requests_has_no_empty_state(bob_client, acme):
+    DailyUsage.objects.create(workspace=acme, day=timezone.now().date(), api_hits=1)
+    body = bob_client.get("/w/acme/usage/").content.decode()
+    assert "No requests yet" not in body and '<svg class="chart"' in body
+
+
 def test_chart_bars_stack_and_fit_the_plot(acme):
     today = timezone.now().date()
     DailyUsage.objects.create(workspace=acme, day=today, api_hits=60, mcp_hits=40)
