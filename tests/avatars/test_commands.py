@@ -82,6 +82,18 @@ def test_load_demo_is_idempotent_and_prints_a_working_key(settings, client):
     assert response.status_code == 302
 
 
+def test_load_demo_re_frames_demo_avatars_made_with_the_old_rule(settings, django_capture_on_commit_callbacks):
+    from avtrz.avatars.models import AvatarImage
+
+    settings.DEBUG = True
+    run("load_demo")
+    AvatarImage.objects.update(framing_version=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        out, _ = run("load_demo")
+    assert "Re-framed 3 demo avatar(s)" in out
+    assert not AvatarImage.objects.filter(framing_version=1).exists()
+
+
 def test_load_demo_refuses_without_debug(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG"):

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import User
+from avtrz.avatars import crops
 from avtrz.avatars.directory import import_profile
 from workspaces.models import ApiKey, Membership, Plan, Workspace, key_digest
 
@@ -36,8 +37,13 @@ class Command(BaseCommand):
             raise CommandError("load_demo creates a user with a published password; run it with DEBUG on.")
         with transaction.atomic():
             raw_key = self._account()
+        handles = []
         for line in DEMO_DIRECTORY.read_text().splitlines():
-            import_profile(json.loads(line), base_dir=DEMO_DIRECTORY.parent)
+            handles.append(import_profile(json.loads(line), base_dir=DEMO_DIRECTORY.parent).handle)
+        # A database made before the face framing keeps its demo images (same photos): re-frame them.
+        rerendered, _ = crops.rerender_outdated(handles=handles)
+        if rerendered:
+            self.stdout.write(f"Re-framed {rerendered} demo avatar(s) with the current framing rule.")
         base = settings.PUBLIC_BASE_URL
         self.stdout.write(f"Demo login:            {DEMO_EMAIL} / {DEMO_PASSWORD} (workspace '{DEMO_SLUG}')")
         self.stdout.write(f"Demo publishable key:  {raw_key}")
