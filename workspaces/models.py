@@ -141,6 +141,14 @@ class InvitationQuerySet(models.QuerySet["Invitation"]):
     def for_token(self, token: str) -> Invitation | None:
         return self.select_related("workspace", "invited_by").filter(token_digest=_digest(token)).first()
 
+    def superseded_by_token(self, token: str) -> Invitation | None:
+        """The invitation whose link `token` was, before a newer email replaced it."""
+        old = SupersededInvitationLink.objects.filter(token_digest=_digest(token)).select_related(
+            "invitation__workspace", "invitation__invited_by"
+        )
+        found = old.first()
+        return found.invitation if found else None
+
 
 class Invitation(models.Model):
     """An email invitation to join a workspace. The link's token is stored only as a digest."""
@@ -165,8 +173,18 @@ class Invitation(models.Model):
     def __str__(self) -> str:
         return f"{self.email} → {self.workspace}"
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        superseded = getattr(self, "_superseded_digest", None)
+        if superseded:
+            SupersededInvitationLink.objects.get_or_create(token_digest=superseded, defaults={"invitation": self})
+            self._superseded_digest = None
+
     def issue_token(self) -> str:
-        """Set a fresh token (the only time it exists in clear) and the expiry that goes with it."""
+        """Set a fresh token (the only time it exists in clear) and the expiry that goes with it.
+        A link sent before is remembered (by digest) once saved, so it can say it was replaced."""
+        if self.token_digest:
+            self._superseded_digest = self.token_digest
         token = secrets.token_urlsafe(32)
         self.token_digest = _digest(token)
         self.expires_at = timezone.now() + self.VALID_FOR
@@ -175,6 +193,18 @@ class Invitation(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.accepted_at is None and self.expires_at > timezone.now()
+
+
+class SupersededInvitationLink(models.Model):
+    """The digest of an invitation link replaced by a newer email, so following it can say so
+    instead of "not valid". It never admits anyone: only the invitation's current link does."""
+
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    invitation = models.ForeignKey(Invitation, on_delete=models.CASCADE, related_name="superseded_links")
+    superseded_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"replaced link of {self.invitation}"
 
 
 class AuditEvent(models.Model):

@@ -200,6 +200,9 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     """Show an invitation (GET) and accept it (POST). Signing in or up comes back here."""
     found = Invitation.objects.for_token(token)
     if found is None:
+        newer = Invitation.objects.superseded_by_token(token)
+        if newer is not None:
+            return render(request, "workspaces/invitation.html", {"invitation": newer, "superseded": True}, status=410)
         raise Http404("This invitation link is not valid.")
     if not request.user.is_authenticated:
         if request.method == "POST":
