@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -98,4 +99,35 @@ class DatabaseUnavailableMiddleware:
             response = HttpResponse(render_to_string("503.html"), status=503)
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         response["Cache-Control"] = "no-store"
+        return response
+
+
+class ProductErrorPagesMiddleware:
+    """Under DEBUG, answer a 404 or a 500 with the product's own page instead of Django's technical one.
+
+    The technical pages style themselves inline, which the Content-Security-Policy blocks, so they
+    showed as unstyled text, and they are not what people meet in production: someone following a stale
+    invitation link or mistyping a URL in `make run` should see what they would see there. The traceback
+    still goes to the log; `DEBUG_TECHNICAL_ERRORS=true` brings Django's pages back. Innermost in
+    MIDDLEWARE, so the replacement still gets every header the outer middleware adds.
+    """
+
+    MARKER = b"<code>DEBUG = True</code>"  # in both technical_404.html and technical_500.html
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            settings.DEBUG
+            and not settings.DEBUG_TECHNICAL_ERRORS
+            and response.status_code in (404, 500)
+            and not response.streaming
+            and response.get("Content-Type", "").startswith("text/html")
+            and self.MARKER in response.content
+        ):
+            if response.status_code == 404:
+                return HttpResponse(render_to_string("404.html", request=request), status=404)
+            return HttpResponse(render_to_string("500.html"), status=500)
         return response

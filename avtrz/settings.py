@@ -120,7 +120,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "avtrz.middleware.ProductErrorPagesMiddleware",
 ]
+# Under DEBUG, Django's technical 404/500 pages instead of the product's (avtrz.middleware).
+DEBUG_TECHNICAL_ERRORS = envbool("DEBUG_TECHNICAL_ERRORS", False)
 
 ROOT_URLCONF = "avtrz.urls"
 ASGI_APPLICATION = "avtrz.asgi.application"
