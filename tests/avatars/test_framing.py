@@ -293,3 +293,21 @@ def test_a_face_that_fills_the_photo_keeps_the_fast_decode():
     img, face = decode_and_detect(data)
     assert img.size == (800, 800)
     assert face is not None
+
+
+# --- boxes in source pixels ---
+
+
+def test_displayed_size_applies_exif_orientation():
+    from avtrz.avatars.imaging import displayed_size
+
+    assert displayed_size((FIXTURES / "rotated.jpg").read_bytes()) == (80, 120)  # stored 120x80, Orientation=6
+    assert displayed_size((FIXTURES / "face.jpg").read_bytes()) == (800, 800)
+
+
+def test_scale_box_keeps_a_square_inside_the_photo():
+    from avtrz.avatars.imaging import scale_box
+
+    assert scale_box((10, 20, 110, 120), 2.0, 1000, 1000) == (20, 40, 220, 240)
+    assert scale_box((300, 300, 400, 400), 2.51, 1000, 1000) == (749, 749, 1000, 1000)  # clamped, still square
+    assert scale_box((0, 0, 500, 500), 3.0, 1200, 900) == (0, 0, 900, 900)
