@@ -40,7 +40,8 @@ class ThrottledSignIn:
 
     error_messages = {
         **AuthenticationForm.error_messages,
-        "invalid_login": "That email and password do not match an account.",
+        "invalid_login": "That email and password do not match an account. "
+        "Just signed up? Follow the link in the email we sent you first.",
         "throttled": "Too many failed sign-in attempts. Try again in %(minutes)d minutes.",
         "throttled_unlock": "Too many failed sign-in attempts. Try again in %(minutes)d minutes. "
         "If this is your account, we have emailed you a link that unlocks sign-in at once.",

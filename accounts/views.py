@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.hashers import make_password
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
@@ -39,6 +40,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         email = form.cleaned_data["email"]
         existing = User.objects.filter(email__iexact=email).first()
         if existing is not None and existing.is_active:
+            make_password(form.cleaned_data["password1"])  # the same hashing time as a new account: no timing tell
             signup_flow.send_already_registered(existing)
         else:
             user = form.save(commit=False)

@@ -205,3 +205,19 @@ def test_an_invitation_to_another_address_still_needs_the_mailed_link(client, ac
     response = client.post("/accounts/signup/", {**SIGNUP, "email": "eve@example.com", "next": path})
     assert response["Location"] == "/accounts/signup/sent/"
     assert not _signed_in(client)
+
+
+def test_signing_in_before_following_the_link_says_what_to_do(client):
+    client.post("/accounts/signup/", {**SIGNUP, "email": "new@example.com"})
+    response = _login(client, "new@example.com", SIGNUP["password1"], OWNER_IP)
+    assert response.status_code == 200 and not _signed_in(client)
+    assert "Follow the link in the email we sent you first" in response.content.decode()
+
+
+def test_a_taken_address_costs_the_same_password_hashing_as_a_new_one(client, alice, monkeypatch):
+    from accounts import views
+
+    hashed = []
+    monkeypatch.setattr(views, "make_password", lambda raw: hashed.append(raw))
+    client.post("/accounts/signup/", {**SIGNUP, "email": alice.email})
+    assert hashed == [SIGNUP["password1"]]
