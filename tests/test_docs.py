@@ -80,7 +80,7 @@ def test_every_page_renders_with_its_key_content(client, name):
 
 def test_examples_use_the_configured_urls(client):
     quickstart = client.get(reverse("docs:quickstart")).content.decode()
-    assert f"{settings.PUBLIC_BASE_URL}/v1/avatar?key=pk_live_" in quickstart
+    assert f"{settings.PUBLIC_BASE_URL}/v1/avatar?key=YOUR_PUBLISHABLE_KEY&amp;" in quickstart
     assert f"{settings.PUBLIC_BASE_URL}/mcp" in client.get(reverse("docs:mcp-connect")).content.decode()
 
 
@@ -141,3 +141,22 @@ def test_every_internal_link_resolves(client):
 
 def test_the_top_navigation_links_to_the_docs(client):
     assert f'href="{reverse("docs:index")}">Docs</a>' in client.get("/").content.decode()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_code_sample_has_a_copy_button(client, name):
+    """Issue 13: each <pre><code> in the docs has a Copy button (copy.js, loaded as a file: strict CSP)."""
+    body = client.get(reverse(name)).content.decode()
+    codes = re.findall(r"<pre><code([^>]*)>", body)
+    ids = [re.fullmatch(r' id="([\w-]+)"', attributes).group(1) for attributes in codes]
+    assert len(set(ids)) == len(ids)
+    for code_id in ids:
+        assert (
+            f'<button class="button small secondary copy" type="button" data-copy="#{code_id}" hidden>Copy</button>'
+            in body
+        )
+    if ids:
+        assert re.search(r'<script src="[^"]*/js/copy\.js" defer></script>', body)
+        assert (
+            "pk_live_…&amp;username" not in body and "key=pk_live_…&amp;linkedin_url=linkedin.com/in/alex" not in body
+        )

@@ -230,18 +230,23 @@ NEW_KEY_SESSION = "new_api_key"
 EXAMPLE_HANDLE = "eileen-collins"  # the demo profile (`load_demo`), so copied snippets work at once
 
 
+# What snippets carry when the clear key is not at hand: pasted as is they fail, and plainly say why.
+# (A masked key such as pk_live_hLpP…P2N5 looks real and gives a puzzling 401.)
+KEY_PLACEHOLDERS = {ApiKey.Kind.PUBLISHABLE: "YOUR_PUBLISHABLE_KEY", ApiKey.Kind.SECRET: "YOUR_SECRET_KEY"}
+
+
 def _snippets(key: ApiKey | None, raw: str | None = None) -> dict:
-    """A ready <img> tag and a curl command with the key: the clear one just after creation, else the
-    masked form (`placeholder` tells the page to say so)."""
+    """A ready <img> tag and a curl command with the key: the clear one at the moment it is shown once,
+    else a placeholder to replace (`placeholder` names it, so the page says what goes there)."""
     base = settings.PUBLIC_BASE_URL
-    if key is None:
-        value, kind, domains = ApiKey.PREFIXES[ApiKey.Kind.PUBLISHABLE] + "…", ApiKey.Kind.PUBLISHABLE, []
-    else:
-        value, kind, domains = raw or key.masked, key.kind, key.allowed_domains
+    kind = key.kind if key is not None else ApiKey.Kind.PUBLISHABLE
+    domains = key.allowed_domains if key is not None else []
+    placeholder = None if raw else KEY_PLACEHOLDERS[ApiKey.Kind(kind)]
+    value = raw or placeholder
     if kind == ApiKey.Kind.SECRET:
         url = f"{base}/v1/avatar?username={EXAMPLE_HANDLE}&size=256"
         curl = f'curl -sL -o avatar.webp -H "x-api-key: {value}" \\\n  "{url}"'
-        return {"img": "", "curl": curl, "placeholder": raw is None}
+        return {"img": "", "curl": curl, "placeholder": placeholder}
     url = f"{base}/v1/avatar?key={value}&username={EXAMPLE_HANDLE}&size=128"
     curl = f'curl -sL -o avatar.webp "{url}"'
     if domains:
@@ -249,13 +254,15 @@ def _snippets(key: ApiKey | None, raw: str | None = None) -> dict:
         host = domains[0].replace("*.", "www.", 1)
         curl += f' \\\n  -H "Referer: https://{host}/"'
     img = f'<img src="{url}" alt="Eileen Collins" width="128" height="128">'
-    return {"img": img, "curl": curl, "placeholder": raw is None}
+    return {"img": img, "curl": curl, "placeholder": placeholder}
 
 
 def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dict:
     workspace = membership.workspace
     active = workspace.api_keys.active().select_related("created_by")
-    example = next((k for k in active if k.kind == ApiKey.Kind.PUBLISHABLE), None)
+    publishable = [k for k in active if k.kind == ApiKey.Kind.PUBLISHABLE]
+    # The example names a key people created (whose full value they saw once), not the AI connector's.
+    example = next((k for k in publishable if not k.for_connector), publishable[0] if publishable else None)
     return {
         "membership": membership,
         "api_keys": active,

@@ -76,12 +76,50 @@ def test_the_list_shows_keys_masked_with_a_warning_for_open_publishable_keys(bob
     assert "Revoke" not in body
 
 
-def test_the_list_snippet_uses_the_masked_key_with_a_note(alice_client, alice, acme):
-    create_api_key(actor=alice, workspace=acme, kind="publishable", name="Site")
-    key = ApiKey.objects.get(workspace=acme)
+def _snippet_codes(body: str) -> list[str]:
+    return re.findall(r'<code id="snippet-\w+">(.*?)</code>', body, flags=re.S)
+
+
+def test_the_list_snippets_carry_a_placeholder_never_a_masked_key(alice_client, alice, acme):
+    # Issue 13: the masked key (pk_live_hLpP…P2N5) in a snippet gives 401 when pasted.
+    create_api_key(actor=alice, workspace=acme, kind="publishable", name="Site", domains=["example.com"])
+    create_api_key(actor=alice, workspace=acme, kind="secret", name="Server")
     response = alice_client.get("/w/acme/keys/")
-    assert f"key={key.masked}" in response.context["snippets"]["img"]
-    assert "shown in full only once" in response.content.decode()
+    body = response.content.decode()
+    codes = _snippet_codes(body)
+    assert len(codes) == 2  # <img> and curl
+    for code in codes:
+        assert "YOUR_PUBLISHABLE_KEY" in code
+        assert "…" not in code and "pk_live_" not in code
+        for key in ApiKey.objects.filter(workspace=acme):
+            assert key.masked not in code and key.prefix not in code
+    assert "key=YOUR_PUBLISHABLE_KEY&amp;" in codes[0]
+    site = ApiKey.objects.get(name="Site")
+    assert "Replace <code>YOUR_PUBLISHABLE_KEY</code>" in body
+    assert f"<code>{site.masked}</code>" in body  # the note says which key, outside the snippet
+    assert "shown in full only once" in body
+
+
+def test_a_key_page_after_the_one_view_shows_placeholders_too(alice_client, alice, acme):
+    create_api_key(actor=alice, workspace=acme, kind="secret", name="Server")
+    key = ApiKey.objects.get(workspace=acme)
+    body = alice_client.get(f"/w/acme/keys/{key.uid}/").content.decode()
+    (curl,) = _snippet_codes(body)
+    assert "x-api-key: YOUR_SECRET_KEY&quot;" in curl
+    assert key.masked not in curl
+
+
+@pytest.mark.parametrize("kind", ["publishable", "secret"])
+def test_the_show_once_page_snippets_carry_the_real_key(alice_client, acme, kind):
+    page = alice_client.get(_create(alice_client, kind=kind)["Location"])
+    body = page.content.decode()
+    raw = page.context["raw_key"]
+    codes = _snippet_codes(body)
+    assert codes and all(raw in code for code in codes)
+    assert all("YOUR_" not in code for code in codes)
+    assert "Replace <code>YOUR_" not in body
+    for code_id in ("snippet-img", "snippet-curl") if kind == "publishable" else ("snippet-curl",):
+        assert f'data-copy="#{code_id}"' in body
 
 
 def test_revoked_keys_leave_the_list_and_stop_working(
