@@ -269,6 +269,7 @@ def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dic
         "form": form or ApiKeyForm(),
         "snippets": _snippets(example),
         "example_key": example,
+        "connector_key": next((k for k in publishable if k.for_connector), None),
     }
 
 
