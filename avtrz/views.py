@@ -6,20 +6,37 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from avtrz.avatars.management.commands.load_demo import demo_publishable_key
 from avtrz.celery import app as celery_app
+from workspaces.models import ApiKey
 
 
 logger = logging.getLogger(__name__)
 
 
+EXAMPLE_HANDLE = "eileen-collins"  # a demo profile (`load_demo`) with a photo
+
+
+def _live_example_url() -> str | None:
+    """`/v1/avatar` with the demo publishable key when `load_demo` made it (local, staging), else None:
+    production shows the same avatar shipped as a static file instead."""
+    raw = demo_publishable_key()
+    try:
+        if ApiKey.objects.for_key(raw) is None:
+            return None
+    except DatabaseError:
+        return None  # the landing page still shows, with the static example
+    return f"/v1/avatar?key={raw}&username={EXAMPLE_HANDLE}&size=256"
+
+
 @require_safe
 def landing(request: HttpRequest) -> HttpResponse:
-    return render(request, "landing.html")
+    return render(request, "landing.html", {"example_url": _live_example_url(), "example_handle": EXAMPLE_HANDLE})
 
 
 def _check_database() -> str:
