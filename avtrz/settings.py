@@ -389,11 +389,17 @@ AVTRZ_COUNTER_PREFIX = envstr("AVTRZ_COUNTER_PREFIX", "avtrz:")
 # 429 (workspaces.keys.guessing_retry_after); keys already known to be valid are not held back.
 AVTRZ_INVALID_KEY_LIMIT = envint("AVTRZ_INVALID_KEY_LIMIT", 30)
 AVTRZ_INVALID_KEY_WINDOW_S = envint("AVTRZ_INVALID_KEY_WINDOW_S", 60)
+# How long a rotated AI connector key keeps answering /v1/avatar, so image URLs assistants already
+# handed out keep working while new answers carry the new key (workspaces.services.rotate_connector_key).
+AVTRZ_CONNECTOR_KEY_GRACE_S = envint("AVTRZ_CONNECTOR_KEY_GRACE_S", 7 * 24 * 3600)
 # Where "contact support" links go (plan changes without Stripe, Scale plan enquiries).
 AVTRZ_SUPPORT_EMAIL = envstr("AVTRZ_SUPPORT_EMAIL", "support@avtrz.dev")
 CELERY_BEAT_SCHEDULE |= {
     # Opens each workspace's new quota cycle on its anchor day and writes the last one's final count.
     "roll-usage-periods": {"task": "workspaces.tasks.roll_usage_periods", "schedule": 3600.0},
+    # Rotated keys past their grace period: marked revoked and dropped from every worker's cache. (The
+    # request path already refuses them at the expiry; this writes it down and broadcasts it.)
+    "retire-rotated-keys": {"task": "workspaces.tasks.retire_rotated_keys", "schedule": 300.0},
 }
 
 # ---------------------------------------------------------------- billing (Stripe)

@@ -58,10 +58,12 @@ class Result:
 
 
 def connector(workspace: Workspace) -> Connector:
-    cache_key = f"mcp:connector-key:{workspace.pk}"
+    cache_key = keys.connector_cache_key(workspace.pk)
     raw = cache.get(cache_key)
     context = keys.load_context(raw) if raw else None
-    if context is None:  # first use, or the key was revoked in the dashboard
+    if context is None or context.expires_at is not None:
+        # First use, or the key was revoked in the dashboard, or rotated: a rotated key still answers
+        # the URLs already handed out, but new answers carry the key that replaced it.
         try:
             raw = connector_publishable_key(workspace)
         except Exception:

@@ -36,6 +36,8 @@ class KeyContext:
     kind: str
     allowed_domains: tuple[str, ...]
     meter: Meter
+    # A rotated key's end (epoch seconds): past it the key stops on every worker, whatever is cached.
+    expires_at: float | None = None
 
     @property
     def is_secret(self) -> bool:
@@ -72,12 +74,18 @@ def cached_context(raw: str) -> KeyContext | str | None:
     found = hotcache.get(cache_key(raw))
     if isinstance(found, KeyContext) and found.meter.period_ends_at <= time.time():
         return None  # the cycle rolled over: reload limits and the new period
+    if isinstance(found, KeyContext) and found.expires_at is not None and found.expires_at <= time.time():
+        return None  # a rotated key's grace ended: the database says it is gone
     return found
 
 
 def context_for(key: ApiKey) -> KeyContext:
     return KeyContext(
-        key_id=key.pk, kind=key.kind, allowed_domains=tuple(key.allowed_domains), meter=meter_for(key.workspace)
+        key_id=key.pk,
+        kind=key.kind,
+        allowed_domains=tuple(key.allowed_domains),
+        meter=meter_for(key.workspace),
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
     )
 
 
@@ -91,7 +99,8 @@ def load_context(raw: str) -> KeyContext | None:
         hotcache.set(cache_key(raw), UNKNOWN, UNKNOWN_TTL)
         return None
     context = context_for(key)
-    ttl = max(1, min(MAX_TTL, int(context.meter.period_ends_at - time.time())))
+    ends = min(context.meter.period_ends_at, context.expires_at or context.meter.period_ends_at)
+    ttl = max(1, min(MAX_TTL, int(ends - time.time())))
     hotcache.set(cache_key(raw), context, ttl)
     return context
 
@@ -109,6 +118,11 @@ def guessing_retry_after(client_ip: str, raw: str) -> int:
 
 def note_invalid_key(client_ip: str) -> None:
     throttle.hit(GUESS_SCOPE, client_ip, settings.AVTRZ_INVALID_KEY_WINDOW_S)
+
+
+def connector_cache_key(workspace_id: int) -> str:
+    """Where the MCP tools keep the workspace's AI connector key in clear (mcpserver.lookups.connector)."""
+    return f"mcp:connector-key:{workspace_id}"
 
 
 def forget_key(key: ApiKey) -> None:

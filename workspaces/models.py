@@ -221,6 +221,7 @@ class AuditEvent(models.Model):
         MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
         KEY_CREATED = "key.created", "API key created"
         KEY_REVOKED = "key.revoked", "API key revoked"
+        KEY_ROTATED = "key.rotated", "API key rotated"
         KEY_DOMAINS_CHANGED = "key.domains_changed", "API key domains changed"
         CONNECTION_CREATED = "connection.created", "AI connection created"
         CONNECTION_REVOKED = "connection.revoked", "AI connection revoked"
@@ -242,7 +243,10 @@ class AuditEvent(models.Model):
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
+        """Not revoked, and not past the end of a rotation's grace period."""
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
 
     def for_key(self, raw: str) -> ApiKey | None:
         """The live key matching `raw`, looked up by digest: the clear key is never stored."""
@@ -286,6 +290,9 @@ class ApiKey(models.Model):
     # The AI connector's publishable key: its clear value is derived from the server secret and the
     # key's uid, so the MCP tools can hand it out again; the database alone still cannot produce it.
     for_connector = models.BooleanField(default=False)
+    # Set when the key was rotated: it keeps answering until then (so URLs already handed out keep
+    # working), then stops like a revoked key. New AI answers use the key that replaced it.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -319,7 +326,12 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    @property
+    def is_retiring(self) -> bool:
+        """Rotated, and still answering until `expires_at`."""
+        return self.is_active and self.expires_at is not None
 
 
 class UsagePeriod(models.Model):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Value
@@ -213,9 +214,10 @@ def connector_publishable_key(workspace: Workspace) -> str:
     """The publishable key AI connectors use to build durable image URLs, created on first use.
 
     It has no domain allow-list: the URLs it is for end up in CRMs, documents and emails, which send no
-    Origin or Referer. Revoking it in the dashboard makes the next call create a fresh one."""
+    Origin or Referer. Revoking it in the dashboard makes the next call create a fresh one; rotating it
+    leaves the old one answering for a grace period, and this returns the new one."""
     Workspace.objects.select_for_update().get(pk=workspace.pk)  # one creator at a time
-    key = workspace.api_keys.active().filter(for_connector=True).first()
+    key = workspace.api_keys.active().filter(for_connector=True, expires_at__isnull=True).first()
     if key is None:
         key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
         key.issue(key.derived_value())
@@ -231,6 +233,75 @@ def revoke_api_key(*, actor, key: ApiKey) -> None:
     key.save(update_fields=["revoked_at"])
     _audit(key.workspace, actor, AuditEvent.Action.KEY_REVOKED, f"{actor} revoked key {key.masked}")
     transaction.on_commit(lambda: keys.forget_key(key))
+
+
+class RotationError(Exception):
+    """The key cannot be rotated; the message says why."""
+
+
+@transaction.atomic
+def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
+    """Replace the AI connector key: new AI answers carry a new key at once, while the old one keeps
+    answering `/v1/avatar` for AVTRZ_CONNECTOR_KEY_GRACE_S, so the image URLs assistants already handed
+    out keep working until they are replaced. Then it stops on every worker: each cached key context
+    carries the end, and `retire_rotated_keys` (beat, every 5 minutes; not a task with a week-long ETA,
+    which a Redis broker would redeliver) marks it revoked and broadcasts that. Returns the new key."""
+    workspace = Workspace.objects.select_for_update().get(pk=key.workspace_id)  # one rotation at a time
+    key = ApiKey.objects.get(pk=key.pk)
+    if not key.for_connector or not key.is_active:
+        raise RotationError("Only the active AI connector key can be rotated.")
+    if key.expires_at is not None:
+        raise RotationError(
+            f"{key.masked} was already rotated; it stops answering on {key.expires_at:%-d %b %Y, %H:%M} UTC."
+        )
+    now = timezone.now()
+    key.expires_at = now + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
+    key.save(update_fields=["expires_at"])
+    new = ApiKey(
+        workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True, created_by=actor
+    )
+    new.issue(new.derived_value())
+    new.save()
+    _audit(
+        workspace,
+        actor,
+        AuditEvent.Action.KEY_ROTATED,
+        f"{actor} rotated the AI connector key {key.masked} to {new.masked}; the old one answers until "
+        f"{key.expires_at:%Y-%m-%d %H:%M} UTC",
+        old=key.masked,
+        new=new.masked,
+        old_expires_at=key.expires_at.isoformat(),
+    )
+
+    def after_commit() -> None:
+        # The old key's cached context (no end yet) goes on every worker, and the MCP tools' cached
+        # clear key with it: the next tool call hands out the new key.
+        keys.forget_key(key)
+        cache.delete(keys.connector_cache_key(workspace.pk))
+
+    transaction.on_commit(after_commit)
+    return new
+
+
+def retire_rotated_keys(now: datetime | None = None) -> int:
+    """Mark rotated keys past their grace period revoked and drop them from every worker's cache (the
+    invalidation revocation uses). The request path refuses them at the end anyway: each cached
+    context carries it. Returns how many were retired."""
+    now = now or timezone.now()
+    retired = 0
+    for key in ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=now).select_related("workspace"):
+        with transaction.atomic():
+            if not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.expires_at):
+                continue  # another worker did it
+            _audit(
+                key.workspace,
+                None,
+                AuditEvent.Action.KEY_REVOKED,
+                f"Avtrz retired the rotated key {key.masked} at the end of its grace period",
+            )
+            transaction.on_commit(lambda key=key: keys.forget_key(key))
+        retired += 1
+    return retired
 
 
 @transaction.atomic

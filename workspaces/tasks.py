@@ -31,3 +31,11 @@ def roll_usage_periods() -> int:
     from workspaces import services  # here, not at the top: services imports this module for send_email
 
     return services.roll_usage_periods()
+
+
+@shared_task
+def retire_rotated_keys() -> int:
+    """Every 5 minutes (CELERY_BEAT_SCHEDULE), and at the end of each rotation's grace period."""
+    from workspaces import services
+
+    return services.retire_rotated_keys()

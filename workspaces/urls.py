@@ -25,6 +25,7 @@ urlpatterns = [
     path("w/<slug:slug>/keys/<uuid:uid>/", views.api_key, name="api_key"),
     path("w/<slug:slug>/keys/<uuid:uid>/domains/", views.key_domains, name="key_domains"),
     path("w/<slug:slug>/keys/<uuid:uid>/revoke/", views.revoke_key, name="revoke_key"),
+    path("w/<slug:slug>/keys/<uuid:uid>/rotate/", views.rotate_key, name="rotate_key"),
     path("w/<slug:slug>/connections/", views.connections, name="connections"),
     path("w/<slug:slug>/connections/<uuid:uid>/revoke/", views.revoke_connection_view, name="revoke_connection"),
     path("w/<slug:slug>/usage/", views.usage_page, name="usage"),

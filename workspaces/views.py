@@ -257,6 +257,15 @@ def _snippets(key: ApiKey | None, raw: str | None = None) -> dict:
     return {"img": img, "curl": curl, "placeholder": placeholder}
 
 
+def _grace_days() -> str:
+    days = settings.AVTRZ_CONNECTOR_KEY_GRACE_S / 86400
+    return (
+        f"{days:g} day{'' if days == 1 else 's'}"
+        if days >= 1
+        else f"{settings.AVTRZ_CONNECTOR_KEY_GRACE_S // 3600} hours"
+    )
+
+
 def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dict:
     workspace = membership.workspace
     active = workspace.api_keys.active().select_related("created_by")
@@ -269,7 +278,9 @@ def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dic
         "form": form or ApiKeyForm(),
         "snippets": _snippets(example),
         "example_key": example,
-        "connector_key": next((k for k in publishable if k.for_connector), None),
+        # The one new AI answers use; a rotated one still answering is listed as retiring.
+        "connector_key": next((k for k in publishable if k.for_connector and not k.expires_at), None),
+        "grace_days": _grace_days(),
     }
 
 
@@ -306,6 +317,7 @@ def _key_or_404(membership: Membership, uid) -> ApiKey:
 
 def _key_context(membership: Membership, key: ApiKey, raw: str | None = None, form=None) -> dict:
     return {
+        "grace_days": _grace_days(),
         "membership": membership,
         "key": key,
         "raw_key": raw,
@@ -350,6 +362,26 @@ def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
     if key.is_active:
         services.revoke_api_key(actor=request.user, key=key)
         messages.success(request, f"Revoked {key.name} ({key.masked}). Requests with it now fail.")
+    return redirect("workspaces:api_keys", slug=slug)
+
+
+@require_POST
+@login_required
+def rotate_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+    """Rotate the AI connector key: new AI answers use a new key, the old one answers for the grace period."""
+    membership = get_membership(request, slug, min_role=Role.ADMIN)
+    key = _key_or_404(membership, uid)
+    try:
+        new = services.rotate_connector_key(actor=request.user, key=key)
+    except services.RotationError as exc:
+        messages.error(request, str(exc))
+        return redirect("workspaces:api_key", slug=slug, uid=key.uid)
+    key.refresh_from_db()
+    messages.success(
+        request,
+        f"Rotated: new AI answers use {new.masked}. {key.masked} keeps answering image URLs already handed out "
+        f"until {key.expires_at:%-d %b %Y, %H:%M} UTC.",
+    )
     return redirect("workspaces:api_keys", slug=slug)
 
 

@@ -52,6 +52,7 @@ class Answer:
     # For a redirect to a photo: whose meter it counted on, so an identical request can be replayed.
     meter: usage.Meter | None = None
     key_id: int | None = None
+    key_expires_at: float | None = None  # a rotated key's end: no replay past it
 
 
 def parse(params: Mapping[str, str], headers: Mapping[str, str], *, method: str) -> AvatarQuery:
@@ -149,6 +150,7 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
             billed=True,
             meter=context.meter,
             key_id=context.key_id,
+            key_expires_at=context.expires_at,
         )
     answer = _fallback(query, 200, card.label, size)
     answer.billed = True

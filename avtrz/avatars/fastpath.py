@@ -13,6 +13,7 @@ skips re-deriving the same answer.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -95,7 +96,7 @@ class AvatarFastPath:
         if result.meter is not None and generation is not None:
             if len(_replays) >= REPLAY_MAX:
                 _replays.clear()
-            until = min(time.time() + REPLAY_FOR_S, result.meter.period_ends_at)
+            until = min(time.time() + REPLAY_FOR_S, result.meter.period_ends_at, result.key_expires_at or math.inf)
             _replays[identity] = _Replay(generation, until, result.meter, result.key_id, encoded)
         await _send(send, result.status, encoded, result.body)
 
