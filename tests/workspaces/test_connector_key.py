@@ -203,3 +203,10 @@ def test_the_fast_path_never_replays_a_rotated_key_past_its_end(
     assert _fast(old_raw, username="eileen-collins")[0] == 302
     (replay,) = fastpath._replays.values()
     assert replay.until == ApiKey.objects.get(digest=keys.key_digest(old_raw)).expires_at.timestamp()
+
+
+def test_the_connector_key_page_warns_before_locking_it_to_domains(alice_client, connector_key):
+    page = alice_client.get(f"/w/acme/keys/{connector_key.uid}/").content.decode()
+    assert "Any domain, on purpose" in page and "⚠ not locked" not in page
+    assert "Locking this key to domains makes the image URLs assistants hand out show initials" in page
+    assert "never shown in full here" in page and "get_publishable_key" in page
