@@ -83,6 +83,12 @@ def _fits(page, name: str, width: int) -> None:
 def _check(page, name: str, width: int, *, workspace: bool = False, signed_in: bool = False) -> None:
     _fits(page, name, width)
     if width in PHONES:
+        # Stacked tables (API keys, members, workspaces, AI connections) fit without scrolling even inside.
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('.table.stack')].filter(t => t.scrollWidth > t.clientWidth + 1)"
+            ".map(t => `${t.className} ${t.scrollWidth} > ${t.clientWidth}`)"
+        )
+        assert not wide, f"{name} at {width} px: stacked tables scroll: {wide}"
         small = page.evaluate(TARGETS)
         assert not small, f"{name} at {width} px has touch targets under 44 px: {small}"
         header = page.evaluate(
