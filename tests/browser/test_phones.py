@@ -1,5 +1,5 @@
 """Every page at phone and desktop widths in a real browser (Debian's chromium through Playwright):
-nothing scrolls sideways at 360, 390 or 1280 px, the main touch targets are at least 44 px tall on
+nothing scrolls sideways at 360, 390, 768 or 1280 px, the main touch targets are at least 44 px tall on
 phones, the header keeps the brand, Docs and the account menu on one row, and the workspace tabs show
 that they scroll. Screenshots of every page at 390 px: tests/artifacts/phone-<page>.png.
 
@@ -32,7 +32,7 @@ from workspaces.models import ApiKey, Invitation, Membership
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 expect.set_options(timeout=15_000)
 
-WIDTHS = (360, 390, 1280)
+WIDTHS = (360, 390, 768, 1280)  # 768: a tablet, where a six-column table once overflowed
 PHONES = (360, 390)
 SCREENSHOT_WIDTH = 390
 
