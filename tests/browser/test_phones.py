@@ -58,7 +58,7 @@ PUBLIC_PAGES = [
 TARGETS = """() => {
   const selectors = ['.topbar a:not(.skip-link)', '.topbar summary', '.tabs a', '.switcher summary', '.button',
     'button', 'summary', 'select', 'textarea', 'input:not([type=checkbox]):not([type=radio]):not([type=hidden])',
-    '.docs-nav a', '.consent-scopes li'];
+    '.docs-nav a', '.consent-scopes li', '.container.narrow > .card > p.small > a'];
   const small = [];
   for (const el of document.querySelectorAll(selectors.join(','))) {
     if (!el.checkVisibility({checkVisibilityCSS: true})) continue;
