@@ -50,6 +50,7 @@ PUBLIC_PAGES = [
     ("sign-up", "/accounts/signup/"),
     ("password-reset", "/accounts/password/reset/"),
     ("password-reset-sent", "/accounts/password/reset/sent/"),
+    ("sign-up-sent", "/accounts/signup/sent/"),
     ("404", "/no-such-page/"),
 ]
 
@@ -208,6 +209,7 @@ def test_every_page_fits_phones_and_desktops(alice, bob, acme, settings, tmp_pat
             ("members", "/w/acme/members/", True),
             ("settings", "/w/acme/settings/", True),
             ("create-workspace", "/workspaces/new/", False),
+            ("password-change", "/accounts/password/change/", False),
             ("invitation", f"/invitations/{invitation_token}/", False),
             ("consent", consent, False),
             ("consent-error", consent_error, False),
