@@ -3,6 +3,7 @@ import uuid
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from avtrz import hotcache
 from avtrz.avatars import fastpath
@@ -103,4 +104,17 @@ def bob_client(client, bob):
 @pytest.fixture
 def charlie_client(client, charlie):
     client.force_login(charlie)
+    return client
+
+
+# Support staff with every permission, signed in to the admin (tests/admin, the crop review).
+@pytest.fixture
+def staff(db):
+    return UserFactory(email="support@avtrz.dev", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(staff):
+    client = Client()
+    client.force_login(staff)
     return client

@@ -26,18 +26,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(db):
-    return UserFactory(email="support@avtrz.dev", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def keys(acme, alice):
     """Acme's keys in clear, as only their creator ever sees them."""
     return {

@@ -19,18 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(db):
-    return UserFactory(email="support@avtrz.dev", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff):
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def viewer_client(db):
     viewer = UserFactory(email="viewer@avtrz.dev", is_staff=True)
     viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_avatarimage", "view_profile"]))
