@@ -7,7 +7,9 @@ import json
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import requests
 from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 
@@ -120,3 +122,17 @@ def registration(**metadata) -> str:
 def stored(model, raw_token: str):
     """The rows of a DOT token model for a token in clear: only its SHA-256 digest is stored."""
     return model.objects.filter(token_checksum=hashlib.sha256(raw_token.encode()).hexdigest())
+
+
+def start_authorization(base: str, client_name: str, redirect_uri: str):
+    """A public client registered over HTTP at ``base`` and its authorization URL (PKCE S256, state,
+    ``resource``), as a browser test opens it. Returns (session, code verifier, URL, state)."""
+    client = requests.post(
+        f"{base}/o/register/",
+        json={"client_name": client_name, "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none"},
+        timeout=10,
+    ).json()
+    oauth = OAuth2Session(client["client_id"], scope=SCOPE, redirect_uri=redirect_uri, code_challenge_method="S256")
+    verifier = generate_token(48)
+    url, state = oauth.create_authorization_url(f"{base}/o/authorize/", code_verifier=verifier, resource=f"{base}/mcp")
+    return oauth, verifier, url, state

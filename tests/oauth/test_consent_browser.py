@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import requests
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import sync_playwright
 
 from accounts.connections import workspace_for_access_token
 from tests import services
 from tests.factories import PASSWORD
-from tests.oauth.oauthutil import CLAUDE, SCOPE, query
+from tests.oauth.oauthutil import CLAUDE, query, start_authorization
 
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,16 +24,7 @@ def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, glob
     with services.running(
         services.uvicorn_cmd(port), env=services.server_env(PUBLIC_BASE_URL=base), port=port, log=tmp_path / "log"
     ):
-        client = requests.post(
-            f"{base}/o/register/",
-            json={"client_name": "claudeai", "redirect_uris": [CLAUDE], "token_endpoint_auth_method": "none"},
-            timeout=10,
-        ).json()
-        oauth = OAuth2Session(client["client_id"], scope=SCOPE, redirect_uri=CLAUDE, code_challenge_method="S256")
-        verifier = generate_token(48)
-        url, state = oauth.create_authorization_url(
-            f"{base}/o/authorize/", code_verifier=verifier, resource=f"{base}/mcp"
-        )
+        oauth, verifier, url, state = start_authorization(base, "claudeai", CLAUDE)
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)

@@ -7,16 +7,13 @@ from __future__ import annotations
 import re
 
 import pytest
-import requests
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.connections import workspace_for_access_token
 from accounts.models import User
 from tests import services
 from tests.factories import PASSWORD
-from tests.oauth.oauthutil import SCOPE, query
+from tests.oauth.oauthutil import query, start_authorization
 
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -42,16 +39,7 @@ def test_a_fresh_user_is_told_which_app_waits_signs_up_approves_and_goes_back(se
         EMAIL_FILE_PATH=str(mailbox),
     )
     with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "log"):
-        client = requests.post(
-            f"{base}/o/register/",
-            json={"client_name": "MCP Inspector", "redirect_uris": [INSPECTOR], "token_endpoint_auth_method": "none"},
-            timeout=10,
-        ).json()
-        oauth = OAuth2Session(client["client_id"], scope=SCOPE, redirect_uri=INSPECTOR, code_challenge_method="S256")
-        verifier = generate_token(48)
-        url, state = oauth.create_authorization_url(
-            f"{base}/o/authorize/", code_verifier=verifier, resource=f"{base}/mcp"
-        )
+        oauth, verifier, url, state = start_authorization(base, "MCP Inspector", INSPECTOR)
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
