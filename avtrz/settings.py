@@ -174,6 +174,12 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "avtrz"),
+            # A Redis that stalls instead of refusing must not hold requests: the throttles (sign-in,
+            # token endpoint, registration) fail open on a timeout as they do on a refusal.
+            "OPTIONS": {
+                "socket_timeout": envfloat("REDIS_TIMEOUT_S", 1.0),
+                "socket_connect_timeout": envfloat("REDIS_TIMEOUT_S", 1.0),
+            },
         }
     }
     CHANNEL_LAYERS = {

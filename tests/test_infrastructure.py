@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -69,7 +70,7 @@ def test_make_run_prints_urls_on_the_port_it_serves():
         cwd=services.ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     demo = [line for line in result.stdout.splitlines() if "load_demo" in line]
     assert demo and "http://127.0.0.1:9123" in demo[0], result.stdout
@@ -132,6 +133,27 @@ def test_the_asgi_server_serves_pages_over_http(tmp_path):
     assert css.status_code == 200
     assert css.headers["Content-Type"].startswith("text/css")
     assert health.json()["status"] == "ok"
+
+
+def test_a_stalled_redis_does_not_hold_the_throttles():
+    """A Redis that accepts connections and never answers (a stalled server, not a refused one): the
+    cache-backed throttles in front of sign-in and the token endpoint give up after REDIS_TIMEOUT_S
+    and let the request through (the client library alone would wait 5 s per call)."""
+    with socket.socket() as stalled:
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(8)
+        url = f"redis://127.0.0.1:{stalled.getsockname()[1]}/0"
+        count = (
+            "import time; from avtrz import throttle; started = time.monotonic(); "
+            "print(throttle.hit('login-pair', 'a@example.com', 60).count, time.monotonic() - started)"
+        )
+        result = _manage(
+            "shell", "--no-imports", "-c", count, env={"DEBUG": "true", "REDIS_URL": url, "REDIS_TIMEOUT_S": "0.5"}
+        )
+    assert result.returncode == 0, result.stderr
+    counted, waited = result.stdout.split()
+    assert counted == "0"  # failed open: nothing counted, nothing refused
+    assert float(waited) < 2.5  # the configured timeout, not the library's 5 s
 
 
 @pytest.mark.redis
