@@ -103,12 +103,15 @@ def generation() -> int | None:
     return _level1.generation
 
 
-def get(key: str) -> Any:
+def get(key: str, local_only: bool = False) -> Any:
     """The cached value, or None when there is none or the cache cannot be reached: callers then
-    take the database path, slower but correct."""
+    take the database path, slower but correct. `local_only` answers from this process's memory
+    alone (level 1 when Redis is configured), never waiting on the network: for the event loop."""
     value = _level1.get(key) if _level1.live else MISSING
     if value is not MISSING:
         return value
+    if local_only and settings.REDIS_URL:
+        return None
     _ensure_listener()
     generation = _level1.generation
     try:

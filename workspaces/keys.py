@@ -69,9 +69,10 @@ def origin_host(origin: str | None, referer: str | None) -> str | None:
     return None
 
 
-def cached_context(raw: str) -> KeyContext | str | None:
-    """The cached context, `UNKNOWN` for a key known not to exist, None when the cache has no answer."""
-    found = hotcache.get(cache_key(raw))
+def cached_context(raw: str, local_only: bool = False) -> KeyContext | str | None:
+    """The cached context, `UNKNOWN` for a key known not to exist, None when the cache has no answer
+    (`local_only`: no answer without a network round trip, see `hotcache.get`)."""
+    found = hotcache.get(cache_key(raw), local_only=local_only)
     if isinstance(found, KeyContext) and found.meter.period_ends_at <= time.time():
         return None  # the cycle rolled over: reload limits and the new period
     if isinstance(found, KeyContext) and found.expires_at is not None and found.expires_at <= time.time():

@@ -38,8 +38,9 @@ def card_key(handle: str) -> str:
     return f"card:{handle}"
 
 
-def cached_card(handle: str) -> Card | None:
-    return hotcache.get(card_key(handle))
+def cached_card(handle: str, local_only: bool = False) -> Card | None:
+    """The cached card (`local_only`: only without a network round trip, see `hotcache.get`)."""
+    return hotcache.get(card_key(handle), local_only=local_only)
 
 
 def card_for(profile: Profile, image: AvatarImage | None) -> Card:
