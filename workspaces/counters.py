@@ -47,6 +47,9 @@ class Admission:
     allowed: bool
     reason: str = ""  # "rate_limited" or "quota_exceeded" when refused
     retry_after: int = 0
+    # Tokens left in the workspace's rate bucket as this process knows it (the `RateLimit` header's
+    # remaining), or None when not known.
+    remaining: int | None = None
 
 
 ADMITTED = Admission(True)
@@ -73,7 +76,7 @@ class LocalCounters:
         self._rate: dict[int, tuple[int, int]] = {}  # workspace -> (second, count)
         self._activity = Activity()
 
-    def admit(self, meter, key_id: int | None) -> Admission:
+    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission | None:
         second = int(time.time())
         with self._lock:
             window, count = self._rate.get(meter.workspace_id, (second, 0))
@@ -148,7 +151,8 @@ class LeasedCounters:
             log.warning("usage counters cannot reach Redis (%s); limiting per process until it is back", exc)
             return None
 
-    def admit(self, meter, key_id: int | None) -> Admission:
+    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission | None:
+        """`local_only`: decide without I/O, or return None when that needs Redis."""
         now = time.time()
         second = int(now)
         with self._lock:
@@ -156,6 +160,8 @@ class LeasedCounters:
             if window != second:
                 tokens = 0
             if tokens == 0:
+                if local_only:
+                    return None
                 tokens = self._lease(_key("rate", meter.workspace_id, second), meter.requests_per_second, 0, 2)
                 if tokens is None:
                     return self._admit_locally(meter, key_id, now)
@@ -169,6 +175,8 @@ class LeasedCounters:
             if lease is None:
                 lease = self._leases[meter.period_id] = _Lease(seed=meter.requests_used, ttl=_ttl(meter))
             if lease.tokens <= 0:
+                if local_only:
+                    return None
                 granted = self._lease(
                     _key("reserved", meter.period_id),
                     meter.requests_limit,

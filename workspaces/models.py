@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.text import slugify
@@ -23,7 +24,14 @@ class Plan(models.Model):
     price_cents = models.PositiveIntegerField(default=0, help_text="Monthly price in US cents.")
     monthly_requests = models.PositiveIntegerField(help_text="avatar_requests allowed per cycle.")
     monthly_new_profiles = models.PositiveIntegerField(help_text="avatar_new_profiles allowed per cycle.")
-    requests_per_second = models.PositiveIntegerField(help_text="Workspace-wide request rate limit.")
+    requests_per_second = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="Workspace-wide sustained request rate: the token bucket refills at this many per second.",
+    )
+    burst = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="Requests a workspace may make at once (the token bucket's size), e.g. a page of avatars.",
+    )
     is_public = models.BooleanField(default=True, help_text="Offered on the billing page.")
     sort_order = models.PositiveSmallIntegerField(default=0)
     stripe_price_id = models.CharField(

@@ -60,6 +60,7 @@ class Meter:
     workspace_id: int
     plan_name: str
     requests_per_second: int
+    rate_burst: int  # the rate bucket's size: requests at once
     period_id: int
     period_ends_at: float  # epoch seconds
     requests_limit: int
@@ -81,6 +82,7 @@ def meter_for_period(period: UsagePeriod) -> Meter:
         workspace_id=workspace.pk,
         plan_name=workspace.plan.name,
         requests_per_second=workspace.plan.requests_per_second,
+        rate_burst=workspace.plan.burst,
         period_id=period.pk,
         period_ends_at=period.ends_at.timestamp(),
         requests_limit=period.requests_limit,
@@ -119,10 +121,13 @@ def uncount_new_profile(period_id: int, handle: str) -> None:
         UsagePeriod.objects.filter(pk=period_id).update(avatar_new_profiles=F("avatar_new_profiles") - 1)
 
 
-def admit(meter: Meter, *, key_id: int | None = None) -> Admission:
-    """Count one billable request against the rate limit and the request quota, or refuse it."""
+def admit(meter: Meter, *, key_id: int | None = None, local_only: bool = False) -> Admission | None:
+    """Count one billable request against the rate limit and the request quota, or refuse it.
+
+    `local_only` (the ASGI fast path, on the event loop): decide without any I/O, or return None
+    when the decision needs Redis, so the caller hands the request to a thread."""
     _ensure_flusher()
-    return counters().admit(meter, key_id)
+    return counters().admit(meter, key_id, local_only)
 
 
 def requests_used(meter: Meter) -> int:

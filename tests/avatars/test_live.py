@@ -66,7 +66,7 @@ def test_fifty_concurrent_requests_never_pass_the_quota(tmp_path, settings, dire
     settings.MEDIA_ROOT = tmp_path / "media"
     Plan.objects.filter(code="free").update(monthly_requests=30, monthly_new_profiles=100, requests_per_second=1000)
     tight = Plan.objects.create(
-        code="tight", name="Tight", monthly_requests=1000, monthly_new_profiles=10, requests_per_second=1000
+        code="tight", name="Tight", monthly_requests=1000, monthly_new_profiles=10, requests_per_second=1000, burst=1000
     )
     beta = WorkspaceFactory(name="Beta", slug="beta", plan=tight)
     keys = {
