@@ -14,7 +14,12 @@ from workspaces import usage
 from workspaces.models import Membership
 
 
-LAUNCH_PLANS = importlib.import_module("workspaces.migrations.0002_seed_plans").PLANS
+# The launch plans as the migrations leave them: 0002's price list with 0010's bursts.
+_BURST_SECONDS = importlib.import_module("workspaces.migrations.0010_plan_burst").BURST_SECONDS
+LAUNCH_PLANS = [
+    {**plan, "burst": plan["requests_per_second"] * _BURST_SECONDS}
+    for plan in importlib.import_module("workspaces.migrations.0002_seed_plans").PLANS
+]
 
 
 def pytest_configure(config):
