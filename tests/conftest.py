@@ -60,6 +60,7 @@ def _forget_process_state() -> None:
     usage._counters = None
     usage._tally.clear()
     usage._dirty.clear()
+    usage._unstored.clear()
     usage._flushed_at.clear()
     usage._touched_at.clear()
 

@@ -194,7 +194,7 @@ def test_new_profile_quota_is_separate(client, pk, eileen, linkedin, acme):
 
 
 def test_rate_limit_gives_429_with_retry_after(client, pk, eileen):
-    Plan.objects.filter(code="free").update(requests_per_second=2)
+    Plan.objects.filter(code="free").update(requests_per_second=2, burst=2)
     responses = [get(client, key=pk, username="eileen-collins") for _ in range(4)]
     limited = [r for r in responses if r.status_code == 429]
     assert limited, [r.status_code for r in responses]

@@ -49,7 +49,7 @@ def test_every_avatar_answer_matches_the_document(client, spec, pk, sk, eileen, 
     ]
     etag = answers[0]["ETag"]
     answers.append(client.get("/v1/avatar", {"key": pk, "username": "eileen-collins"}, HTTP_IF_NONE_MATCH=etag))
-    Plan.objects.filter(code="free").update(requests_per_second=1)
+    Plan.objects.filter(code="free").update(requests_per_second=1, burst=1)
     answers += [client.get("/v1/avatar", {"username": "eileen-collins"}, HTTP_X_API_KEY=sk) for _ in range(3)]
     statuses = {a.status_code for a in answers}
     assert {302, 304, 200, 400, 401}.issubset(statuses)

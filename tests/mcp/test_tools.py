@@ -115,7 +115,7 @@ def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(serve, direc
 
 
 def test_rate_limited_says_when_to_retry(serve, directory, alice, acme):
-    Plan.objects.filter(code=acme.plan.code).update(requests_per_second=1)
+    Plan.objects.filter(code=acme.plan.code).update(requests_per_second=1, burst=1)
     with serve() as base:
         results = with_client(base, sign_in(base, alice), calls(*[("get_profile", EILEEN)] * 3))
     refused = [result for result in results if result.is_error]
