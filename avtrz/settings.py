@@ -435,6 +435,8 @@ AVTRZ_STALE_AFTER_DAYS = envint("AVTRZ_STALE_AFTER_DAYS", 14)
 CELERY_BEAT_SCHEDULE |= {
     # Re-checks profiles whose photo URL is about to expire, stale, blocked earlier, or stuck.
     "refresh-due-profiles": {"task": "avtrz.avatars.tasks.refresh_due_profiles", "schedule": 300.0},
+    # Removals whose stored files are not all deleted yet (storage was down past the task's retries).
+    "retry-unfinished-purges": {"task": "avtrz.avatars.tasks.retry_unfinished_purges", "schedule": 900.0},
 }
 # Where durable image URLs point: the app itself by default, a CDN or bucket in production.
 AVTRZ_IMAGE_BASE_URL = envstr("AVTRZ_IMAGE_BASE_URL", f"{PUBLIC_BASE_URL}/img/")

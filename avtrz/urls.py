@@ -4,12 +4,15 @@ from django.urls import include, path
 
 from accounts.forms import AdminSignInForm
 from avtrz import docs, views
-from avtrz.avatars import demo_source
+from avtrz.avatars import demo_source, removal_views
 
 
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.health, name="health"),
+    path("privacy/", removal_views.privacy, name="privacy"),
+    path("privacy/removal/", removal_views.request_form, name="removal-request"),
+    path("privacy/removal/confirm/<str:token>/", removal_views.confirm, name="removal-confirm"),
     path("", include("avtrz.avatars.urls")),
     path("accounts/", include("accounts.urls")),
     path("", include("accounts.oauth_urls")),

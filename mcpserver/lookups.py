@@ -18,7 +18,7 @@ from django.core.cache import cache
 from mcp_types import ContentBlock, ImageContent, TextContent
 
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
-from avtrz.avatars.cards import Card
+from avtrz.avatars.cards import OPTED_OUT, Card
 from avtrz.avatars.models import Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input, profile_url
 from avtrz.avatars.services import Refusal, lookup, meter_lookup, record_answer
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 KEY_CACHE_TTL = 3600
 # get_profile's picture URL: the size the avatar tool defaults to, sharp in chat and documents alike.
 PICTURE_SIZE = 256
+# Both tools' whole answer for a handle on the opt-out list (`avatars.removal`): no image, no data.
+OPTED_OUT_TEXT = "This person has asked not to be shown."
 
 
 class ToolFailure(Exception):
@@ -91,6 +93,8 @@ def profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str
         "name": card.name,
         "size": size,
     }
+    if status == OPTED_OUT:
+        return Result(structured, [TextContent(type="text", text=OPTED_OUT_TEXT)])
     if key:
         structured["imageUrl"] = avatar_url(key, handle, size)
     if card.is_resolved:
@@ -106,7 +110,7 @@ def profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str
 def profile(workspace: Workspace, linkedin_url: str | None, username: str | None) -> Result:
     handle, card, key = _look_up(workspace, linkedin_url, username)
     status = _status(card)
-    found = Profile.objects.filter(handle=handle).first() if status != "not_found" else None
+    found = Profile.objects.filter(handle=handle).first() if status not in ("not_found", OPTED_OUT) else None
     structured: dict[str, Any] = {
         "status": status,
         "handle": handle,
@@ -118,6 +122,8 @@ def profile(workspace: Workspace, linkedin_url: str | None, username: str | None
         "location": found.location if found else "",
         "openToWork": found.open_to_work if found else None,
     }
+    if status == OPTED_OUT:
+        return Result(structured, [TextContent(type="text", text=OPTED_OUT_TEXT)])
     if key and status != "not_found":
         structured["pictureUrl"] = avatar_url(key, handle, PICTURE_SIZE)
     return Result(structured, [TextContent(type="text", text=_profile_markdown(structured))])
@@ -175,6 +181,8 @@ def _status(card: Card) -> str:
         return "enriching"
     if card.status == Profile.Status.RESOLVED:
         return "resolved"
+    if card.status == OPTED_OUT:
+        return OPTED_OUT
     return "not_found"
 
 

@@ -76,23 +76,27 @@ Username = Annotated[
     ),
     Field(json_schema_extra=_no_default),
 ]
-Status = Literal["resolved", "enriching", "not_found"]
+Status = Literal["resolved", "enriching", "not_found", "opted_out"]
 
 
 class AvatarOutput(BaseModel):
     status: Status = Field(
         description="resolved: the photo; enriching: initials while Avtrz fetches the profile; "
-        "not_found: no such profile, initials."
+        "not_found: no such profile, initials; opted_out: the person asked to be removed, no image and no data."
     )
     handle: str = Field(description="The canonical LinkedIn username.")
     profileUrl: str = Field(description="The canonical LinkedIn profile URL.")
     name: str = Field(description="The person's name, when known.")
     size: int = Field(description="Width and height of the image, in pixels.")
-    mimeType: str = Field(description="Type of the inline image: image/webp for a photo, image/png for initials.")
+    mimeType: str | None = Field(
+        default=None,
+        description="Type of the inline image: image/webp for a photo, image/png for initials; "
+        "absent when there is no image (opted_out).",
+    )
     imageUrl: str | None = Field(
         default=None,
         description="Durable Avtrz image URL (redirects to the current photo, or initials until there is one). "
-        "Absent only if the workspace's publishable key could not be had.",
+        "Absent if the workspace's publishable key could not be had, and for opted_out.",
     )
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from avtrz import hotcache
-from avtrz.avatars.models import AvatarImage, Profile
+from avtrz.avatars.models import AvatarImage, OptOut, Profile
 
 
 CARD_TTL = 7 * 24 * 3600
+# The status of a handle on the opt-out list (`avatars.removal`): no photo, no data, never enriched.
+OPTED_OUT = "opted_out"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def load_card(handle: str) -> Card | None:
         return card
     profile = Profile.objects.select_related("current_image").filter(handle=handle).first()
     if profile is None:
+        if OptOut.objects.filter(handle=handle).exists():
+            return remember(Card(handle=handle, status=OPTED_OUT))
         return None
     return remember(card_for(profile, profile.current_image))
 

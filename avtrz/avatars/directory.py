@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from avtrz.avatars import enrichment, imaging, linkedin, safe_http
 from avtrz.avatars.cards import card_for, remember
-from avtrz.avatars.models import Profile
+from avtrz.avatars.models import OptOut, Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 
 
@@ -28,6 +28,8 @@ def import_profile(row: dict, *, base_dir: Path) -> Profile:
         handle = normalize_profile_input(row.get("linkedin_url") or None, row.get("handle") or row.get("username"))
     except InvalidProfileInput as exc:
         raise ImportError_(str(exc)) from None
+    if OptOut.objects.filter(handle=handle).exists():
+        raise ImportError_(f"{handle} asked to be removed from Avtrz (opt-out list); only support can restore it")
     photo = _photo_bytes(row, base_dir)
     with transaction.atomic():
         profile, _ = Profile.objects.select_for_update().get_or_create(handle=handle)

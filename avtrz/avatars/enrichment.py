@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from avtrz.avatars import breaker, crops, imaging, linkedin, safe_http
 from avtrz.avatars.cards import card_for, remember
-from avtrz.avatars.models import AvatarImage, Profile
+from avtrz.avatars.models import AvatarImage, OptOut, Profile
 
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,12 @@ def _fetch(url: str, *, allowed_hosts: list[str] | None, max_bytes: int, accept:
     )
 
 
-def enrich(handle: str) -> Profile:
-    """Check one profile against the source and bring the directory and the cache up to date."""
+def enrich(handle: str) -> Profile | None:
+    """Check one profile against the source and bring the directory and the cache up to date.
+    None for a handle on the opt-out list: nothing is fetched (`avatars.removal`)."""
+    if OptOut.objects.filter(handle=handle).exists():
+        log.info("profile %s opted out: not fetched", handle)
+        return None
     profile, _ = Profile.objects.get_or_create(handle=handle)
     if breaker.is_open():
         return _retry_later(profile, "not fetched (the profile source's circuit is open)")
@@ -161,6 +165,8 @@ def _retry_later(profile: Profile, reason: str) -> Profile:
 
 
 def _finish(profile: Profile, status: str, *, next_check, failures: int = 0) -> Profile:
+    if OptOut.objects.filter(handle=profile.handle).exists():
+        return profile  # removed while this check ran: neither the row nor the card comes back
     profile.status = status
     profile.failures = failures
     profile.next_check_at = next_check

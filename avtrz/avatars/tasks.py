@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from avtrz.avatars import enrichment, refresh
+from avtrz.avatars import enrichment, refresh, removal
 
 
 @shared_task(acks_late=True)
@@ -22,3 +22,21 @@ def rerender_avatars(force: bool = False) -> list[int]:
     from avtrz.avatars import crops
 
     return list(crops.rerender_outdated(force=force))
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=removal.PURGE_RETRY_MAX_S,
+    max_retries=8,
+)
+def purge_removed_images(change_pk: int) -> bool:
+    """Delete a removal's stored files (`removal.purge`); idempotent, retried while storage fails.
+    After the last retry the beat's `retry_unfinished_purges` takes over."""
+    return removal.purge(change_pk)
+
+
+@shared_task
+def retry_unfinished_purges() -> int:
+    return removal.retry_unfinished_purges()

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_safe
 
 from avtrz import throttle
 from avtrz.avatars import api
+from avtrz.avatars.models import RemovedImage
 from avtrz.avatars.openapi import openapi_document
 from workspaces import keys, usage
 from workspaces.models import ApiKey
@@ -33,6 +34,10 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     """A stored rendition by content hash: immutable, so it may be cached forever anywhere."""
     if not IMAGE_NAME.match(name):
         raise Http404
+    # Checked before anything is served, revalidations included: from the moment support removes a
+    # photo, before its files are purged, no copy of it is served or kept fresh in a cache.
+    if RemovedImage.objects.filter(content_hash=name.split(".")[0]).exists():
+        return _gone()
     etag = f'"{name.split(".")[0]}"'
     if etag in request.headers.get("If-None-Match", ""):
         response = HttpResponseNotModified()
@@ -44,6 +49,14 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
         response = FileResponse(blob, content_type=f"image/{name.rsplit('.', 1)[1]}")
     response["ETag"] = etag
     response["Cache-Control"] = IMMUTABLE
+    return response
+
+
+def _gone() -> HttpResponse:
+    """A removed photo (`avatars.removal`): gone for good, and no cache may keep this answer either."""
+    response = HttpResponse("This image was removed at the request of the person shown.\n", status=410)
+    response["Content-Type"] = "text/plain; charset=utf-8"
+    response["Cache-Control"] = "no-store"
     return response
 
 

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from avtrz.avatars import crops
-from avtrz.avatars.directory import import_profile
+from avtrz.avatars.directory import ImportError_, import_profile
 from workspaces.models import ApiKey, Membership, Plan, Workspace, key_digest
 
 
@@ -39,7 +39,10 @@ class Command(BaseCommand):
             raw_key = self._account()
         handles = []
         for line in DEMO_DIRECTORY.read_text().splitlines():
-            handles.append(import_profile(json.loads(line), base_dir=DEMO_DIRECTORY.parent).handle)
+            try:
+                handles.append(import_profile(json.loads(line), base_dir=DEMO_DIRECTORY.parent).handle)
+            except ImportError_ as exc:  # a demo person removed on the removal page stays removed
+                self.stdout.write(f"Skipped a demo profile: {exc}.")
         # A database made before the face framing keeps its demo images (same photos): re-frame them.
         rerendered, _ = crops.rerender_outdated(handles=handles)
         if rerendered:
