@@ -15,13 +15,23 @@ from django.utils.translation import ngettext
 from PIL import Image, ImageDraw
 
 from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
-from avtrz.avatars import crops, imaging, tasks
+from avtrz.avatars import crops, imaging, removal, tasks
 from avtrz.avatars.cards import image_url
-from avtrz.avatars.models import AvatarImage, CropChange, Profile
+from avtrz.avatars.models import AvatarImage, CropChange, OptOut, OptOutChange, Profile, RemovalRequest
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 
 
 THUMBNAIL_SIZE = 64
+
+
+def handle_search_term(search_term: str) -> str:
+    """Support gets pasted profile URLs: search by the canonical handle the directory stores."""
+    if "linkedin." in search_term.lower():
+        try:
+            return normalize_profile_input(search_term.strip(), None)
+        except InvalidProfileInput:
+            pass
+    return search_term
 
 
 def thumbnail(image: AvatarImage | None, alt: str) -> str:
@@ -64,7 +74,7 @@ class ProfileAdmin(ReadOnlyAdmin):
     list_select_related = ["current_image"]
     readonly_fields = ["photo", "crop"]
     inlines = [AvatarImageInline]
-    actions = ["refresh_now"]
+    actions = ["refresh_now", "remove_and_opt_out"]
 
     @admin.display(description="Photo")
     def photo(self, obj: Profile) -> str:
@@ -75,13 +85,7 @@ class ProfileAdmin(ReadOnlyAdmin):
         return crop_link(obj.current_image)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Profile], search_term: str):
-        # Support gets pasted profile URLs: search by the canonical handle the directory stores.
-        if "linkedin." in search_term.lower():
-            try:
-                search_term = normalize_profile_input(search_term.strip(), None)
-            except InvalidProfileInput:
-                pass
-        return super().get_search_results(request, queryset, search_term)
+        return super().get_search_results(request, queryset, handle_search_term(search_term))
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         return may_act_on(request, Profile)
@@ -98,6 +102,57 @@ class ProfileAdmin(ReadOnlyAdmin):
             % len(handles),
             messages.SUCCESS,
         )
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        return may_act_on(request, Profile)
+
+    @admin.action(description="Remove photo and data, and opt out (asks for a reason)", permissions=["remove"])
+    def remove_and_opt_out(self, request: HttpRequest, queryset: QuerySet[Profile]):
+        """Support's own-initiative removal: the same one step as a confirmed request."""
+        handles = list(queryset.values_list("handle", flat=True))
+
+        def remove(reason: str) -> None:
+            for handle in handles:
+                removal.remove_profile(handle, actor=request.user, reason=reason)
+            self.message_user(request, _removed_message(len(handles)), messages.SUCCESS)
+
+        return ask_reason(
+            self, request, queryset, title="Remove these profiles' photos and data", button="Remove", apply=remove
+        )
+
+
+def _removed_message(count: int) -> str:
+    return (
+        ngettext(
+            "Removed %d profile: its images answer 410, it is opted out and its files are being deleted.",
+            "Removed %d profiles: their images answer 410, they are opted out and their files are being deleted.",
+            count,
+        )
+        % count
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=2000)
+
+
+def ask_reason(model_admin, request: HttpRequest, queryset: QuerySet, *, title: str, button: str, apply):
+    """An admin action that is audited with a reason: a form first, then `apply(reason)` on the selection."""
+    form = ReasonForm(request.POST if "reason" in request.POST else None)
+    if form.is_valid():
+        apply(form.cleaned_data["reason"])
+        return None
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "objects": queryset,
+        "form": form,
+        "button": button,
+        "action": request.POST.get("action", ""),
+        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+    }
+    return TemplateResponse(request, "admin/avatars/removal_reason.html", context)
 
 
 @admin.register(AvatarImage)
@@ -282,3 +337,114 @@ class CropChangeAdmin(ReadOnlyAdmin):
     list_filter = ["action", "created_at"]
     search_fields = ["image__profile__handle", "actor__email"]
     list_select_related = ["image__profile", "actor"]
+
+
+@admin.register(RemovalRequest)
+class RemovalRequestAdmin(ReadOnlyAdmin):
+    """The support queue of removal requests from the public page: confirmed ones wait for support."""
+
+    list_display = ["created_at", "handle", "status", "email", "confirmed_at", "handled_by", "handled_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["handle", "email"]
+    list_select_related = ["handled_by"]
+    fields = ["handle", "status", "email", "reason", "created_at", "confirmed_at", "handled_by", "handled_at"]
+    actions = ["remove", "dismiss"]
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        return may_act_on(request, RemovalRequest)
+
+    has_dismiss_permission = has_remove_permission
+
+    @admin.action(description="Remove photo and data, and opt out (confirmed requests)", permissions=["remove"])
+    def remove(self, request: HttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
+        confirmed = list(queryset.filter(status=RemovalRequest.Status.CONFIRMED))
+        for found in confirmed:
+            # An earlier request for the same handle may have been handled by this very loop.
+            found.refresh_from_db(fields=["status"])
+            if found.status == RemovalRequest.Status.CONFIRMED:
+                reason = f"Request from {found.email}: {found.reason}"
+                removal.remove_profile(found.handle, actor=request.user, reason=reason, request=found)
+        if confirmed:
+            self.message_user(request, _removed_message(len({found.handle for found in confirmed})), messages.SUCCESS)
+        skipped = len(queryset) - len(confirmed)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "Skipped %d request that is not confirmed (or already handled).",
+                    "Skipped %d requests that are not confirmed (or already handled).",
+                    skipped,
+                )
+                % skipped,
+                messages.WARNING,
+            )
+
+    @admin.action(description="Dismiss (remove nothing)", permissions=["dismiss"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
+        count = removal.dismiss(queryset, actor=request.user)
+        self.message_user(request, ngettext("Dismissed %d request.", "Dismissed %d requests.", count) % count)
+
+
+@admin.register(OptOut)
+class OptOutAdmin(ReadOnlyAdmin):
+    """Handles never enriched or shown again. Lifting an opt-out is audited in the removals log."""
+
+    list_display = ["handle", "created_at"]
+    search_fields = ["handle"]
+    search_help_text = "LinkedIn handle or profile URL."
+    actions = ["restore"]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[OptOut], search_term: str):
+        return super().get_search_results(request, queryset, handle_search_term(search_term))
+
+    def has_restore_permission(self, request: HttpRequest) -> bool:
+        return may_act_on(request, OptOut)
+
+    @admin.action(description="Lift the opt-out (asks for a reason)", permissions=["restore"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[OptOut]):
+        handles = list(queryset.values_list("handle", flat=True))
+
+        def lift(reason: str) -> None:
+            for handle in handles:
+                removal.restore(handle, actor=request.user, reason=reason)
+            self.message_user(
+                request,
+                ngettext("Lifted %d opt-out.", "Lifted %d opt-outs.", len(handles)) % len(handles),
+                messages.SUCCESS,
+            )
+
+        return ask_reason(self, request, queryset, title="Lift these opt-outs", button="Lift", apply=lift)
+
+
+@admin.register(OptOutChange)
+class OptOutChangeAdmin(ReadOnlyAdmin):
+    """Who removed or restored which profile, when and why, and whether the stored files are gone."""
+
+    list_display = ["created_at", "handle", "action", "actor", "purge", "purge_attempts", "purged_at"]
+    list_filter = ["action", "purge", "created_at"]
+    search_fields = ["handle", "actor__email"]
+    list_select_related = ["actor"]
+    fields = [
+        "created_at",
+        "handle",
+        "action",
+        "actor",
+        "reason",
+        "request",
+        "purge",
+        "purge_attempts",
+        "purge_error",
+        "purged_at",
+        "stored_names",
+    ]
+    actions = ["retry_purge"]
+
+    def has_retry_purge_permission(self, request: HttpRequest) -> bool:
+        return may_act_on(request, OptOutChange)
+
+    @admin.action(description="Retry deleting the stored files", permissions=["retry_purge"])
+    def retry_purge(self, request: HttpRequest, queryset: QuerySet[OptOutChange]) -> None:
+        pks = list(queryset.filter(pk__in=removal.unfinished_purges()).values_list("pk", flat=True))
+        for pk in pks:
+            transaction.on_commit(partial(removal.queue_purge, pk))
+        self.message_user(request, ngettext("Queued %d purge.", "Queued %d purges.", len(pks)) % len(pks))

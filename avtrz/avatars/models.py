@@ -107,3 +107,91 @@ class CropChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} on {self.image}"
+
+
+class RemovalRequest(models.Model):
+    """Someone asked, on the public removal page, for a profile's photo and data to be removed.
+
+    It reaches the support queue only once confirmed from the link mailed to `email`; the token is
+    kept as its SHA-256, so the database alone cannot confirm a request."""
+
+    class Status(models.TextChoices):
+        UNCONFIRMED = "unconfirmed", "Awaiting email confirmation"
+        CONFIRMED = "confirmed", "Confirmed, waiting for support"
+        REMOVED = "removed", "Removed"
+        DISMISSED = "dismissed", "Dismissed"
+
+    handle = models.CharField(max_length=100, db_index=True, help_text="Normalized LinkedIn handle.")
+    email = models.EmailField()
+    reason = models.TextField()
+    token_hash = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNCONFIRMED, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Removal of {self.handle} asked by {self.email}"
+
+
+class OptOut(models.Model):
+    """A handle Avtrz never enriches or shows again, until support restores it (`OptOutChange`)."""
+
+    handle = models.CharField(max_length=100, unique=True, help_text="Normalized LinkedIn handle.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "opt-out"
+
+    def __str__(self) -> str:
+        return self.handle
+
+
+class OptOutChange(models.Model):
+    """Audit trail of removals and restorations, and the state of each removal's storage purge."""
+
+    class Action(models.TextChoices):
+        REMOVED = "removed", "Removed and opted out"
+        RESTORED = "restored", "Opt-out lifted"
+
+    class Purge(models.TextChoices):
+        NONE = "", "Nothing to purge"
+        PENDING = "pending", "Deleting stored images"
+        DONE = "done", "Stored images deleted"
+        RETRYING = "retrying", "Storage failed, retrying"
+
+    handle = models.CharField(max_length=100, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    reason = models.TextField()
+    request = models.ForeignKey(RemovalRequest, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Storage names of the source photos and renditions to delete ("sources/<sha256>", "avatars/<sha256>.webp").
+    stored_names = models.JSONField(default=list, blank=True)
+    purge = models.CharField(max_length=16, choices=Purge.choices, default=Purge.NONE, blank=True)
+    purge_attempts = models.PositiveSmallIntegerField(default=0)
+    purge_error = models.TextField(blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.handle}"
+
+
+class RemovedImage(models.Model):
+    """A content hash whose files were removed: its durable URL answers 410 Gone, never again the photo."""
+
+    content_hash = models.CharField(max_length=64, primary_key=True)
+    change = models.ForeignKey(OptOutChange, on_delete=models.CASCADE, related_name="removed_images")
+
+    def __str__(self) -> str:
+        return self.content_hash
