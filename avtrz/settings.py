@@ -211,6 +211,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # running; keep it well above the hard time limit. It is also how long a task whose worker died waits
 # to be delivered again.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
+# Several deployments (or test runs) can share one broker, each on its own queue.
+CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# A lost broker connection cancels the acks_late tasks in hand: the broker delivers them again anyway,
+# so finishing them as well would only do the work twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
@@ -424,6 +429,8 @@ AVTRZ_PHOTO_HOSTS = envlist("AVTRZ_PHOTO_HOSTS", "media.licdn.com,*.licdn.com")
 AVTRZ_FETCH_ALLOW_PRIVATE = envlist("AVTRZ_FETCH_ALLOW_PRIVATE")
 AVTRZ_FETCH_CONNECT_TIMEOUT_S = envfloat("AVTRZ_FETCH_CONNECT_TIMEOUT_S", 3.0)
 AVTRZ_FETCH_READ_TIMEOUT_S = envfloat("AVTRZ_FETCH_READ_TIMEOUT_S", 5.0)
+# A photo downloaded by a Celery worker, off the request path, may take longer (a slow CDN is not a block).
+AVTRZ_PHOTO_TASK_READ_TIMEOUT_S = envfloat("AVTRZ_PHOTO_TASK_READ_TIMEOUT_S", 20.0)
 # After this many profile fetches in a row failed or were blocked, nothing is fetched for
 # AVTRZ_UPSTREAM_BREAKER_OPEN_S seconds (avtrz.avatars.breaker).
 AVTRZ_UPSTREAM_BREAKER_FAILURES = envint("AVTRZ_UPSTREAM_BREAKER_FAILURES", 5)

@@ -4,6 +4,12 @@ Runs in a Celery task (in-process on the embedded default). Every fetch goes thr
 with strict timeouts, size caps and host allow-lists; LinkedIn's anti-bot answers mark the profile
 *blocked* and schedule a retry with backoff, they never turn into "no photo". A run of failed or
 blocked fetches opens a circuit breaker (`breaker`) that pauses fetching for every worker.
+
+A photo host that is slow, unreachable or failing (timeouts, connection errors, 5xx) is not LinkedIn
+refusing us: on a worker the download gets a longer read budget (AVTRZ_PHOTO_TASK_READ_TIMEOUT_S) and,
+if it still fails, `PhotoHostUnavailable` has the task try again within seconds
+(PHOTO_RETRY_COUNTDOWNS_S) while the profile stays as it was; only when those tries are used up does
+it back off like any failure.
 """
 
 from __future__ import annotations
@@ -29,28 +35,42 @@ NOT_FOUND_RECHECK = timedelta(days=30)
 BACKOFF_START = timedelta(minutes=5)
 BACKOFF_MAX = timedelta(days=1)
 USER_AGENT = "AvtrzBot/1.0 (+https://avtrz.dev/bot)"
+# Seconds before each quick retry of a photo host that was slow or unreachable (then: `_retry_later`).
+PHOTO_RETRY_COUNTDOWNS_S = (5, 20, 60)
+# Should the queued retry be lost, the refresh beat picks the profile up after this long.
+PHOTO_RETRY_FALLBACK = timedelta(minutes=10)
+
+
+class PhotoHostUnavailable(Exception):
+    """The photo host timed out, was unreachable or failed (5xx): worth trying again within seconds."""
 
 
 def profile_page_url(handle: str) -> str:
     return f"{settings.LINKEDIN_BASE_URL}/in/{quote(handle, safe='')}/"
 
 
-def _fetch(url: str, *, allowed_hosts: list[str] | None, max_bytes: int, accept: str) -> safe_http.FetchResult:
+def _fetch(
+    url: str, *, allowed_hosts: list[str] | None, max_bytes: int, accept: str, read_timeout: float | None = None
+) -> safe_http.FetchResult:
     return safe_http.fetch(
         url,
         allowed_hosts=allowed_hosts,
         allow_private_hosts=settings.AVTRZ_FETCH_ALLOW_PRIVATE,
         max_bytes=max_bytes,
         connect_timeout=settings.AVTRZ_FETCH_CONNECT_TIMEOUT_S,
-        read_timeout=settings.AVTRZ_FETCH_READ_TIMEOUT_S,
+        read_timeout=read_timeout or settings.AVTRZ_FETCH_READ_TIMEOUT_S,
         accept=accept,
         user_agent=USER_AGENT,
     )
 
 
-def enrich(handle: str) -> Profile | None:
+def enrich(handle: str, *, on_worker: bool = False, photo_retries_left: int = 0) -> Profile | None:
     """Check one profile against the source and bring the directory and the cache up to date.
-    None for a handle on the opt-out list: nothing is fetched (`avatars.removal`)."""
+    None for a handle on the opt-out list: nothing is fetched (`avatars.removal`).
+
+    `on_worker`: off the request path, so the photo download may take AVTRZ_PHOTO_TASK_READ_TIMEOUT_S.
+    With `photo_retries_left`, a photo host that was slow or unreachable raises `PhotoHostUnavailable`
+    (the profile keeps its status, its fields saved) for the caller to try again soon."""
     if OptOut.objects.filter(handle=handle).exists():
         log.info("profile %s opted out: not fetched", handle)
         return None
@@ -80,10 +100,14 @@ def enrich(handle: str) -> Profile | None:
         photo_url = linkedin.upgrade_photo_url(parsed.photo_url)
         version = linkedin.photo_version(photo_url)
         if version != profile.photo_version or profile.current_image is None:
+            read_timeout = settings.AVTRZ_PHOTO_TASK_READ_TIMEOUT_S if on_worker else None
             try:
-                profile.current_image = _store_photo(profile, photo_url, parsed.photo_url, version)
+                profile.current_image = _store_photo(profile, photo_url, parsed.photo_url, version, read_timeout)
             except (safe_http.FetchError, imaging.ImageError) as exc:
                 log.warning("photo of %s not stored: %s", handle, exc)
+                if photo_retries_left and isinstance(exc, safe_http.FetchError) and exc.retryable:
+                    _retry_soon(profile)
+                    raise PhotoHostUnavailable(str(exc)) from exc
                 return _retry_later(profile, "error")
         profile.source_photo_url = photo_url
         profile.photo_version = version
@@ -91,23 +115,40 @@ def enrich(handle: str) -> Profile | None:
     return _finish(profile, Profile.Status.RESOLVED, next_check=_next_refresh(profile))
 
 
-def _store_photo(profile: Profile, url: str, original_url: str, version: str) -> AvatarImage:
+def _store_photo(
+    profile: Profile, url: str, original_url: str, version: str, read_timeout: float | None
+) -> AvatarImage:
     """Store the largest rendition, or the size the page linked if the largest is refused
     (LinkedIn's signature may cover the size in the path)."""
     try:
-        data = fetch_photo(url)
-    except safe_http.FetchFailed:
-        if url == original_url:
+        data = fetch_photo(url, read_timeout=read_timeout)
+    except PhotoRefused as exc:
+        if url == original_url or exc.retryable:  # a failing host fails for every size
             raise
-        data = fetch_photo(original_url)
+        data = fetch_photo(original_url, read_timeout=read_timeout)
     return store_image(profile, data, version)
 
 
-def fetch_photo(url: str) -> bytes:
+class PhotoRefused(safe_http.FetchFailed):
+    """The photo host answered, but not with the photo: a 4xx is a refusal (retry later), a 5xx a
+    failing host (retry soon)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"photo answered HTTP {status}")
+        self.retryable = status >= 500
+
+
+def fetch_photo(url: str, *, read_timeout: float | None = None) -> bytes:
     """Download a photo from an allowed photo host, size-capped."""
-    photo = _fetch(url, allowed_hosts=settings.AVTRZ_PHOTO_HOSTS, max_bytes=PHOTO_MAX_BYTES, accept="image/*")
+    photo = _fetch(
+        url,
+        allowed_hosts=settings.AVTRZ_PHOTO_HOSTS,
+        max_bytes=PHOTO_MAX_BYTES,
+        accept="image/*",
+        read_timeout=read_timeout,
+    )
     if photo.status != 200:
-        raise safe_http.FetchFailed(f"photo answered HTTP {photo.status}")
+        raise PhotoRefused(photo.status)
     return photo.body
 
 
@@ -162,6 +203,11 @@ def _retry_later(profile: Profile, reason: str) -> Profile:
     status = profile.status if profile.current_image_id else Profile.Status.BLOCKED
     log.info("profile %s %s; next try in %s", profile.handle, reason, delay)
     return _finish(profile, status, next_check=timezone.now() + delay, failures=profile.failures)
+
+
+def _retry_soon(profile: Profile) -> None:
+    """Keep the profile as it is (enriching, or the photo it had) while the task tries again within seconds."""
+    _finish(profile, profile.status, next_check=timezone.now() + PHOTO_RETRY_FALLBACK, failures=profile.failures)
 
 
 def _finish(profile: Profile, status: str, *, next_check, failures: int = 0) -> Profile:

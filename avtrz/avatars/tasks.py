@@ -3,10 +3,19 @@ from celery import shared_task
 from avtrz.avatars import enrichment, refresh, removal
 
 
-@shared_task(acks_late=True)
-def enrich_profile(handle: str) -> None:
-    """Idempotent: a re-delivered or duplicate task finds the stored image and adds nothing."""
-    enrichment.enrich(handle)
+@shared_task(bind=True, acks_late=True, max_retries=len(enrichment.PHOTO_RETRY_COUNTDOWNS_S))
+def enrich_profile(self, handle: str) -> None:
+    """Idempotent: a re-delivered or duplicate task finds the stored image and adds nothing.
+
+    On a worker, a photo host that was slow or unreachable is tried again after each of
+    PHOTO_RETRY_COUNTDOWNS_S; run eagerly (in the request) it backs off like any failure instead."""
+    on_worker = not self.request.is_eager
+    try:
+        enrichment.enrich(
+            handle, on_worker=on_worker, photo_retries_left=self.max_retries - self.request.retries if on_worker else 0
+        )
+    except enrichment.PhotoHostUnavailable as exc:
+        raise self.retry(exc=exc, countdown=enrichment.PHOTO_RETRY_COUNTDOWNS_S[self.request.retries]) from exc
 
 
 @shared_task

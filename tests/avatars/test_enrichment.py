@@ -189,3 +189,41 @@ def test_falls_back_to_the_linked_size_when_the_largest_is_refused(linkedin):
     linkedin.server.route(small_path, body=(IMAGES / "face.jpg").read_bytes(), headers={"Content-Type": "image/jpeg"})
     linkedin.profile("signed", photo_url=url)
     assert enrichment.enrich("signed").current_image is not None
+
+
+def test_a_photo_host_slower_than_the_request_budget_is_waited_for_on_a_worker(linkedin, settings):
+    settings.AVTRZ_FETCH_READ_TIMEOUT_S = 0.3
+    settings.AVTRZ_PHOTO_TASK_READ_TIMEOUT_S = 3.0
+    linkedin.profile("slow-cdn", photo_url=linkedin.photo("face.jpg", delay=1.0))
+    profile = enrichment.enrich("slow-cdn", on_worker=True, photo_retries_left=3)
+    assert profile.status == Profile.Status.RESOLVED and profile.current_image is not None
+
+
+@pytest.mark.parametrize("photo", [{"delay": 1.0}, {"status": 503}], ids=["stalls", "answers-503"])
+def test_a_failing_photo_host_is_retried_soon_not_blocked(linkedin, settings, photo):
+    settings.AVTRZ_PHOTO_TASK_READ_TIMEOUT_S = 0.3
+    url = linkedin.photo("face.jpg")
+    large = url.split("?")[0].removeprefix(linkedin.server.url("").rstrip("/")).replace("100_100", "800_800")
+    linkedin.server.route(large, body=b"", **photo)
+    linkedin.profile("flaky-cdn", name="Flo Key", photo_url=url)
+    with pytest.raises(enrichment.PhotoHostUnavailable):
+        enrichment.enrich("flaky-cdn", on_worker=True, photo_retries_left=3)
+    profile = Profile.objects.get(handle="flaky-cdn")
+    assert profile.status == Profile.Status.ENRICHING and profile.failures == 0
+    assert profile.name == "Flo Key"
+    # Should the queued retry be lost, the refresh beat takes the profile up again.
+    assert timedelta(minutes=9) < profile.next_check_at - timezone.now() <= enrichment.PHOTO_RETRY_FALLBACK
+    assert cached_card("flaky-cdn").status == Profile.Status.ENRICHING
+
+    # The quick tries used up: backed off like any failure.
+    profile = enrichment.enrich("flaky-cdn", on_worker=True, photo_retries_left=0)
+    assert profile.status == Profile.Status.BLOCKED and profile.failures == 1
+
+
+def test_a_photo_the_host_refuses_is_not_retried_soon(linkedin):
+    url = linkedin.photo("face.jpg")
+    for path in (url.split("?")[0], url.split("?")[0].replace("100_100", "800_800")):
+        linkedin.server.route(path.removeprefix(linkedin.server.url("").rstrip("/")), status=404, body=b"gone")
+    linkedin.profile("refused", photo_url=url)
+    profile = enrichment.enrich("refused", on_worker=True, photo_retries_left=3)
+    assert profile.status == Profile.Status.BLOCKED and profile.failures == 1

@@ -1,0 +1,105 @@
+"""The production shape for the worker fault tests: a uvicorn server and real Celery workers sharing a
+private Redis (cache and counters) and a broker, each test on a queue of its own.
+
+The broker is this machine's RabbitMQ (`RABBITMQ_URL`, default guest on 127.0.0.1:5672, as in
+production) or, for deployments that only set `REDIS_URL`, the private Redis itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from kombu import Connection
+
+from tests import services
+from tests.avatars.test_faults import redis_server
+from tests.faults.conftest import FakeLinkedIn, upstream_env
+
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+SUCCEEDED = "] succeeded in"
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def require_rabbitmq() -> str:
+    """RABBITMQ_URL if a broker answers there; CI fails without one, elsewhere the test skips."""
+    try:
+        with Connection(RABBITMQ_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        available = True
+    except Exception:  # kombu raises the transport's own errors (socket, AMQP access refused, ...)
+        available = False
+    host = RABBITMQ_URL.rsplit("@", 1)[-1]
+    services.require("RabbitMQ", available, f"nothing answers at {host}: apt-get install rabbitmq-server")
+    return RABBITMQ_URL
+
+
+@dataclass
+class Stack:
+    tmp_path: Path
+    env: dict[str, str]
+    web_url: str
+    queue: str
+
+    @contextmanager
+    def worker(self, name: str, **env: str):
+        """A Celery worker of the project on this stack's queue, its output in `<tmp_path>/<name>.log`."""
+        with services.running(
+            services.celery_worker_cmd(self.queue), env={**self.env, **env}, log=self.log(name)
+        ) as process:
+            yield process
+
+    def log(self, name: str) -> Path:
+        return self.tmp_path / f"{name}.log"
+
+    def avatar(self, key: str, username: str) -> requests.Response:
+        return requests.get(
+            f"{self.web_url}/v1/avatar", params={"key": key, "username": username}, allow_redirects=False, timeout=30
+        )
+
+    def seconds_to_302(self, key: str, username: str, *, since: float, timeout: float) -> float:
+        """Ask for the avatar until it redirects to the photo; seconds from `since` (a monotonic time)."""
+        wait_until(lambda: self.avatar(key, username).status_code == 302, timeout, f"a 302 for {username}")
+        return time.monotonic() - since
+
+
+@contextmanager
+def production_stack(tmp_path: Path, linkedin: FakeLinkedIn, *, broker: str, **env: str) -> Iterator[Stack]:
+    """`broker` is "rabbitmq" or "redis" (the private Redis, for deployments with only REDIS_URL)."""
+    amqp_url = require_rabbitmq() if broker == "rabbitmq" else None
+    redis_port, web_port = services.free_port(), services.free_port()
+    queue = f"test-{secrets.token_hex(4)}"
+    redis_log = (tmp_path / "redis.log").open("wb")
+    redis = redis_server(redis_port, redis_log)
+    stack_env = services.server_env(
+        **upstream_env(linkedin),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+        **({"CELERY_BROKER_URL": amqp_url} if amqp_url else {}),
+        **env,
+    )
+    try:
+        with services.running(services.uvicorn_cmd(web_port), env=stack_env, port=web_port, log=tmp_path / "web.log"):
+            yield Stack(tmp_path, stack_env, f"http://127.0.0.1:{web_port}", queue)
+    finally:
+        redis.terminate()
+        redis.wait()
+        redis_log.close()
+        if amqp_url:  # the queue (and any retry still waiting in it) must not outlive the test
+            with Connection(amqp_url) as conn:
+                conn.default_channel.queue_delete(queue)
