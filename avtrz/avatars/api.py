@@ -1,22 +1,27 @@
 """`GET /v1/avatar`: the HTTP rules, written once and used by both the ASGI fast path and the view.
 
-`answer()` turns a parsed request into a status, headers and body. Given `cached_only=True` it
-either answers from the cache alone or raises `NeedsDatabase` before anything was counted, and the
-request is handed to Django, which calls the same function with the database behind it.
+`answer()` turns a parsed request into a status, headers and body, in this order: parameters, key,
+the meter, then the lookup (so a refused request creates no profile and waits for nothing). Given
+`cached_only=True` it answers from this process's memory alone (it runs on the event loop: no Redis,
+no database) or raises `NeedsDatabase` before anything was counted, and the request is handed to
+Django, which calls the same function in a thread with the cache and the database behind it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from avtrz.avatars.cards import image_url
+from avtrz.avatars.cards import Card, cached_card, image_url, load_card
+from avtrz.avatars.models import Profile
 from avtrz.avatars.monogram import monogram_svg
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
-from avtrz.avatars.services import NeedsDatabase, lookup, meter_lookup, record_answer
+from avtrz.avatars.services import NeedsDatabase, count_lookup, lookup, public_status, record_answer
 from workspaces import keys, usage
 
 
@@ -24,8 +29,12 @@ SIZES = (32, 64, 128, 256, 512)
 DEFAULT_SIZE = 128
 FORMATS = ("webp", "png")
 REDIRECT_MAX_AGE = 86400
+# The redirect an <img> gets over the rate limit: right, but not billed, so not worth keeping long.
+RATE_LIMITED_CACHE = "private, max-age=60"
+# On a monogram answer: why there is no photo, in the words the MCP tools use (services.public_status).
+STATUS_HEADER = "Avtrz-Profile-Status"
 
-__all__ = ["Answer", "AvatarQuery", "NeedsDatabase", "answer", "parse"]
+__all__ = ["Answer", "AvatarQuery", "NeedsDatabase", "answer", "parse", "rate_limit", "rate_limit_headers"]
 
 
 @dataclass(frozen=True)
@@ -123,21 +132,41 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
             size,
         )
 
-    card = lookup(handle, wait_s=0 if cached_only else settings.AVTRZ_ENRICH_WAIT_S, cached_only=cached_only)
-    digest = card.rendition(size, fmt) if card.is_resolved else None
-    if card.is_resolved and digest is None:
-        if cached_only:
-            raise NeedsDatabase  # PNG asked for and not made yet
-        digest = _make_png(handle, size)
-    etag = f'"{digest}"' if digest else None
+    # The photo we already know, read without creating anything: it answers If-None-Match, and an
+    # <img> over the rate limit is sent to it.
+    known = _known_card(handle, cached_only)
+    known_digest = known.rendition(size, fmt) if known is not None and known.is_resolved else None
+    etag = f'"{known_digest}"' if known_digest else None
     if etag and query.if_none_match and etag in _etags(query.if_none_match):
         return Answer(304, [("ETag", etag), ("Cache-Control", f"public, max-age={REDIRECT_MAX_AGE}")])
+    if cached_only and (known is None or known.status == Profile.Status.ENRICHING or (known.is_resolved and not etag)):
+        raise NeedsDatabase  # unknown here, being enriched (worth the wait), or a PNG not made yet
 
-    refusal = meter_lookup(context.meter, handle, key_id=context.key_id, cached_only=cached_only)
-    if refusal:
+    # The meter before the lookup: a refused request creates no profile, queues nothing, waits for nothing.
+    metered = count_lookup(context.meter, handle, key_id=context.key_id, local_only=cached_only)
+    limits = rate_limit_headers(context.meter, metered.admission) if metered.admission else []
+    if metered.refusal:
+        refusal = metered.refusal
+        if refusal.code == "rate_limited" and query.wants_image and known_digest:
+            # Over the sustained rate an <img> still shows the photo it asked for: the same redirect,
+            # not billed (the refusal is tallied), cached only briefly so the page asks again soon.
+            headers = [
+                ("Location", image_url(known_digest, fmt)),
+                ("Cache-Control", RATE_LIMITED_CACHE),
+                ("ETag", etag),
+            ]
+            return Answer(302, headers + limits)
         status = 429 if refusal.code == "rate_limited" else 402
         extra = [("Retry-After", str(refusal.retry_after))] if refusal.retry_after else []
-        return _error(query, status, refusal.code, refusal.message, card.label, size, extra)
+        return _error(
+            query, status, refusal.code, refusal.message, known.label if known else handle, size, extra + limits
+        )
+
+    card = known if known is not None and known.status != Profile.Status.ENRICHING else None
+    card = card or lookup(handle, wait_s=settings.AVTRZ_ENRICH_WAIT_S)
+    digest = card.rendition(size, fmt) if card.is_resolved else None
+    if card.is_resolved and digest is None:
+        digest = _make_png(handle, size)
     record_answer(context.meter, channel="api", with_photo=digest is not None)
     if digest:
         return Answer(
@@ -145,7 +174,8 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
             [
                 ("Location", image_url(digest, fmt)),
                 ("Cache-Control", f"public, max-age={REDIRECT_MAX_AGE}"),
-                ("ETag", etag),
+                ("ETag", f'"{digest}"'),
+                *limits,
             ],
             billed=True,
             meter=context.meter,
@@ -153,14 +183,43 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
             key_expires_at=context.expires_at,
         )
     answer = _fallback(query, 200, card.label, size)
+    answer.headers += [(STATUS_HEADER, public_status(card)), *limits]
     answer.billed = True
     return answer
+
+
+def rate_limit_headers(meter: usage.Meter, admission: usage.Admission) -> list[tuple[str, str]]:
+    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers, structured fields) for
+    the workspace's token bucket; `RateLimit` only when the counters know what is left."""
+    policy = ("RateLimit-Policy", _policy(meter.rate_burst, meter.requests_per_second))
+    left = rate_limit(admission)
+    return [policy] if left is None else [policy, ("RateLimit", left)]
+
+
+def rate_limit(admission: usage.Admission) -> str | None:
+    """`r` tokens left in the bucket; `t` seconds until the next one when none is left, else 0."""
+    if admission.remaining is None:
+        return None
+    wait = 0 if admission.allowed and admission.remaining else max(1, admission.retry_after)
+    return f'"burst";r={admission.remaining};t={wait}'
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(burst: int, per_second: int) -> str:
+    """A bucket of `burst` tokens refilled at `per_second`: `burst` requests in the seconds a refill takes."""
+    return f'"burst";q={burst};w={max(1, math.ceil(burst / per_second))}'
+
+
+def _known_card(handle: str, cached_only: bool) -> Card | None:
+    if cached_only:
+        return cached_card(handle, local_only=True)
+    return load_card(handle)
 
 
 def _key_context(raw: str, cached_only: bool) -> keys.KeyContext | None:
     if not cached_only:
         return keys.load_context(raw)
-    found = keys.cached_context(raw)
+    found = keys.cached_context(raw, local_only=True)
     if found is None:
         raise NeedsDatabase
     return None if found == keys.UNKNOWN else found

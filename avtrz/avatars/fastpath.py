@@ -1,14 +1,16 @@
 """An ASGI layer in front of Django that answers `/v1/avatar` cache hits in one pass.
 
 Django's request cycle costs about a millisecond; a warm hit needs no round trip at all (level-1
-cache, leased counters). This layer runs the same `api.answer` as the Django view, with
-`cached_only=True`: anything the cache cannot answer (a cold key, an unknown profile, a PNG not made
-yet) raises `NeedsDatabase` before anything is counted, and the request goes on to Django unchanged.
+cache, leased counters). This layer runs on the event loop, so it never waits on Redis or the
+database: it runs the same `api.answer` as the Django view with `cached_only=True`, which reads this
+process's memory only. Anything memory cannot answer (a cold key, an unknown profile, a PNG not made
+yet, a counter lease that needs refilling from Redis) raises `NeedsDatabase` before anything is
+counted, and the request goes on to Django unchanged, where a thread may wait.
 
 The rules' verdict for a request depends only on the request and on cached state, so a photo redirect
 is remembered per identical request and replayed while no cached value has changed anywhere
-(`hotcache.generation()`): a replay still passes the rate limit and the quota and is tallied, it only
-skips re-deriving the same answer.
+(`hotcache.generation()`): a replay still passes the rate limit and the quota (from memory, under the
+same rule) and is tallied, it only skips re-deriving the same answer.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class _Replay:
     until: float
     meter: usage.Meter
     key_id: int | None
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # all but `RateLimit`, which each admission writes
 
 
 _replays: dict[tuple, _Replay] = {}
@@ -79,9 +81,14 @@ class AvatarFastPath:
         )
         replay = _replays.get(identity)
         if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
-            if usage.admit(replay.meter, key_id=replay.key_id).allowed:
+            admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
+            if admission is None:
+                return await self.app(scope, receive, send)  # the lease needs Redis: in a thread
+            if admission.allowed:
                 record_answer(replay.meter, channel="api", with_photo=True)
-                return await _send(send, 302, replay.headers, b"")
+                left = api.rate_limit(admission)
+                headers = replay.headers if left is None else [*replay.headers, (b"ratelimit", left.encode())]
+                return await _send(send, 302, headers, b"")
             # Refused (rate or quota): the rules below say so in the documented shape.
         try:
             generation = hotcache.generation()
@@ -97,7 +104,8 @@ class AvatarFastPath:
             if len(_replays) >= REPLAY_MAX:
                 _replays.clear()
             until = min(time.time() + REPLAY_FOR_S, result.meter.period_ends_at, result.key_expires_at or math.inf)
-            _replays[identity] = _Replay(generation, until, result.meter, result.key_id, encoded)
+            static = [header for header in encoded if header[0] != b"ratelimit"]
+            _replays[identity] = _Replay(generation, until, result.meter, result.key_id, static)
         await _send(send, result.status, encoded, result.body)
 
 
