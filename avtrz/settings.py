@@ -168,24 +168,33 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------- cache, channels, celery
 REDIS_URL = envstr("REDIS_URL")
+# A Redis that stalls instead of refusing (packets dropped, a failover) must not hold requests: every
+# client of it (the cache, the hot cache and counters in avtrz.redisclient, the channel layer, Celery)
+# gives up on a connect or a read after this long, and the callers fail open or fall back as on a refusal.
+REDIS_TIMEOUT_S = envfloat("REDIS_TIMEOUT_S", 1.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "avtrz"),
-            # A Redis that stalls instead of refusing must not hold requests: the throttles (sign-in,
-            # token endpoint, registration) fail open on a timeout as they do on a refusal.
-            "OPTIONS": {
-                "socket_timeout": envfloat("REDIS_TIMEOUT_S", 1.0),
-                "socket_connect_timeout": envfloat("REDIS_TIMEOUT_S", 1.0),
-            },
+            # Django's pool makes connections without redis-py's default retries: one try per call.
+            "OPTIONS": {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S},
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "avtrz:ch"},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_TIMEOUT_S,
+                        "socket_connect_timeout": REDIS_TIMEOUT_S,
+                    }
+                ],
+                "prefix": "avtrz:ch",
+            },
         }
     }
 else:
@@ -210,7 +219,17 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late a task that outlives the visibility timeout would be re-delivered while still
 # running; keep it well above the hard time limit. It is also how long a task whose worker died waits
 # to be delivered again.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 3600),
+    # Queuing a task from a request against a stalled Redis gives up instead of holding the request;
+    # the worker's own waits for tasks are event-driven and unaffected.
+    "socket_timeout": REDIS_TIMEOUT_S,
+    "socket_connect_timeout": REDIS_TIMEOUT_S,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT_S
+# One more try after a failed publish, not Celery's three: a stalled broker costs a request that
+# queues a task about twice REDIS_TIMEOUT_S before the publish fails.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # Several deployments (or test runs) can share one broker, each on its own queue.
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # A lost broker connection cancels the acks_late tasks in hand: the broker delivers them again anyway,

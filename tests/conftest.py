@@ -55,7 +55,7 @@ def _isolated(request, settings, tmp_path):
 
 def _forget_process_state() -> None:
     """Per-process caches and counters outlive a test's database rollback; start each test without them."""
-    hotcache._level1.drop(None)
+    hotcache.reset()
     fastpath._replays.clear()
     usage._counters = None
     usage._tally.clear()

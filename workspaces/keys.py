@@ -72,7 +72,10 @@ def origin_host(origin: str | None, referer: str | None) -> str | None:
 def cached_context(raw: str, local_only: bool = False) -> KeyContext | str | None:
     """The cached context, `UNKNOWN` for a key known not to exist, None when the cache has no answer
     (`local_only`: no answer without a network round trip, see `hotcache.get`)."""
-    found = hotcache.get(cache_key(raw), local_only=local_only)
+    return _still_current(hotcache.get(cache_key(raw), local_only=local_only))
+
+
+def _still_current(found: KeyContext | str | None) -> KeyContext | str | None:
     if isinstance(found, KeyContext) and found.meter.period_ends_at <= time.time():
         return None  # the cycle rolled over: reload limits and the new period
     if isinstance(found, KeyContext) and found.expires_at is not None and found.expires_at <= time.time():
@@ -91,18 +94,20 @@ def context_for(key: ApiKey) -> KeyContext:
 
 
 def load_context(raw: str) -> KeyContext | None:
-    """The key's context from the cache, else from the database (and then cached)."""
-    found = cached_context(raw)
+    """The key's context from the cache, else from the database (and then cached, unless the key was
+    revoked or changed while it was read: what was read then is not written back)."""
+    found, version = hotcache.read(cache_key(raw))
+    found = _still_current(found)
     if found is not None:
         return None if found == UNKNOWN else found
     key = ApiKey.objects.for_key(raw)
     if key is None:
-        hotcache.set(cache_key(raw), UNKNOWN, UNKNOWN_TTL)
+        hotcache.set_if_current(cache_key(raw), UNKNOWN, UNKNOWN_TTL, version)
         return None
     context = context_for(key)
     ends = min(context.meter.period_ends_at, context.expires_at or context.meter.period_ends_at)
     ttl = max(1, min(MAX_TTL, int(ends - time.time())))
-    hotcache.set(cache_key(raw), context, ttl)
+    hotcache.set_if_current(cache_key(raw), context, ttl, version)
     return context
 
 

@@ -61,7 +61,7 @@ def remember(card: Card) -> Card:
 
 def load_card(handle: str) -> Card | None:
     """The card from the cache, else from the directory (then cached); None for an unknown handle."""
-    card = cached_card(handle)
+    card, version = hotcache.read(card_key(handle))
     if card is not None:
         return card
     profile = Profile.objects.select_related("current_image").filter(handle=handle).first()
@@ -69,7 +69,10 @@ def load_card(handle: str) -> Card | None:
         if OptOut.objects.filter(handle=handle).exists():
             return remember(Card(handle=handle, status=OPTED_OUT))
         return None
-    return remember(card_for(profile, profile.current_image))
+    card = card_for(profile, profile.current_image)
+    # Not written back if the profile changed (an enrichment's `remember`) while it was read.
+    hotcache.set_if_current(card_key(handle), card, CARD_TTL, version)
+    return card
 
 
 def image_url(content_hash: str, fmt: str) -> str:
