@@ -1,22 +1,35 @@
-"""The live counters behind `usage.admit`: request quota, rate limit and last-used times.
+"""The live counters behind `usage.admit`: rate buckets, request quota and last-used times.
 
-Two implementations with one contract (`admit`, `used`, `drain`); counts only ever go up, so the
-database copy can be written with GREATEST and a late write never lowers it:
+Two implementations with one contract (`admit`, `not_stored`, `drain`, `take_drained`, `note_stored`):
 
-* `LocalCounters`, for the embedded single-process default: exact counts in this process.
-* `LeasedCounters`, for Redis: every process leases blocks of tokens from the shared Redis counters
-  with an atomic script, so most requests are admitted from this process's memory without a round
-  trip. A lease never takes more than the room left, and leases shrink as the room does (to a single
-  token at the end), so across any number of processes no request is admitted past the quota or the
-  per-second rate. Actual use is added to a separate `used` counter by `drain`, twice a second;
-  unused tokens of an idle lease go back to the pool after a second.
+* `LocalCounters`, for the embedded single-process default: exact in this process.
+* `LeasedCounters`, for Redis: every process leases blocks of tokens from the shared counters with one
+  atomic script, so most requests are admitted from this process's memory without a round trip.
+
+The rate limit is a token bucket per workspace: it holds up to the plan's `burst` tokens and refills
+at `requests_per_second` (so a page of 50 avatars is admitted at once and a sustained flood still gets
+the rate). In Redis the bucket is a hash (tokens, last refill time by Redis `TIME`); a lease takes at
+most 1/16 of what it holds, so across any number of processes no request is admitted past it.
+The quota is a `reserved` counter per period, leased the same way against the period's limit.
+
+Counts reach the database by addition, each exactly once: `drain` (twice a second) adds this
+process's admissions to a shared `drained` counter in Redis, and whichever process writes a period
+next takes that counter (atomically) and adds it to the database. What Redis does not take (it is
+away) `drain` hands back as `Activity.unsent`, for this process to add to the database itself, so a
+process stopped before Redis returns has lost nothing.
+
+No Redis I/O happens under the lock: a request claims the tokens in hand, asks Redis outside the
+lock for what it lacks, then applies the answer under the lock again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -25,20 +38,53 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+Clock = Callable[[], float]  # epoch seconds
 
-LEASE_IDLE_S = 1.0
-# A lease takes at most 1/16 of the room left and never more than LEASE_MAX tokens: large enough that a
+LEASE_IDLE_S = 1.0  # unused tokens of a lease go back to the shared pool after this long idle
+# A lease takes at most 1/16 of what is left and never more than LEASE_MAX tokens: large enough that a
 # busy process asks Redis a few dozen times a second, small enough that idle leases hold back little.
 LEASE_MAX = 512
 LEASE_SHARE = 16
+REDIS_RETRY_S = 1.0  # after a failed call, requests are decided in memory this long before Redis is asked again
+OUTAGE_REPORT_S = 60.0  # while Redis is away, one log line this often (and one when it goes, one when it returns)
 
-_LEASE_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
-local room = tonumber(ARGV[1]) - tonumber(redis.call('GET', KEYS[1]))
-if room <= 0 then return 0 end
-local grant = math.min(tonumber(ARGV[4]), math.max(1, math.floor(room / tonumber(ARGV[5]))))
-redis.call('INCRBY', KEYS[1], grant)
-return grant
+# KEYS: the workspace's rate bucket (a hash), the period's reserved counter.
+# ARGV: rate, burst, take a rate lease (0/1), rate tokens given back, quota limit, reserved seed,
+#       reserved ttl, take a quota lease (0/1), LEASE_MAX, LEASE_SHARE.
+# Returns {rate tokens granted, thousandths of a token left in the bucket, quota tokens granted}; no quota
+# is leased when the rate refuses.
+_TAKE_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lease_max, share = tonumber(ARGV[9]), tonumber(ARGV[10])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(state[1]), tonumber(state[2])
+if tokens == nil or at == nil then tokens, at = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000000 + tonumber(ARGV[4]))
+local rate_grant, quota_grant = 0, 0
+if ARGV[3] == '1' and tokens >= 1 then
+  rate_grant = math.min(lease_max, math.max(1, math.floor(tokens / share)))
+  tokens = tokens - rate_grant
+end
+if ARGV[8] == '1' and (ARGV[3] ~= '1' or rate_grant > 0) then
+  redis.call('SET', KEYS[2], ARGV[6], 'NX', 'EX', ARGV[7])
+  local room = tonumber(ARGV[5]) - tonumber(redis.call('GET', KEYS[2]))
+  if room > 0 then
+    quota_grant = math.min(lease_max, math.max(1, math.floor(room / share)))
+    redis.call('INCRBY', KEYS[2], quota_grant)
+  end
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+return {rate_grant, math.floor(tokens * 1000), quota_grant}
+"""
+
+# Takes a period's drained counter: what every process counted that is not in the database yet.
+_TAKE_DRAINED_SCRIPT = """
+local drained = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('DEL', KEYS[1])
+return drained
 """
 
 
@@ -46,217 +92,391 @@ return grant
 class Admission:
     allowed: bool
     reason: str = ""  # "rate_limited" or "quota_exceeded" when refused
-    retry_after: int = 0
+    retry_after: int = 0  # when rate limited: whole seconds until the bucket holds a token (at least 1)
     # Tokens left in the workspace's rate bucket as this process knows it (the `RateLimit` header's
     # remaining), or None when not known.
     remaining: int | None = None
 
 
-ADMITTED = Admission(True)
-RATE_LIMITED = Admission(False, "rate_limited", 1)
-QUOTA_EXCEEDED = Admission(False, "quota_exceeded")
+def _admitted(remaining: int) -> Admission:
+    return Admission(True, remaining=remaining)
+
+
+def _rate_limited(wait_s: float) -> Admission:
+    return Admission(False, "rate_limited", max(1, math.ceil(wait_s)), remaining=0)
+
+
+def _quota_exceeded(remaining: int) -> Admission:
+    return Admission(False, "quota_exceeded", remaining=remaining)
 
 
 @dataclass
 class Activity:
-    """What happened since the last drain: periods that counted requests, keys that were used."""
+    """What happened since the last drain."""
 
-    periods: set[int] = field(default_factory=set)
+    periods: set[int] = field(default_factory=set)  # periods that counted requests
     keys: dict[int, float] = field(default_factory=dict)  # key id -> last used (epoch seconds)
+    # Period id -> requests counted that no shared counter holds: the caller adds them to the database.
+    unsent: Counter[int] = field(default_factory=Counter)
+
+    def merge(self, other: Activity) -> None:
+        self.periods |= other.periods
+        for key_id, used_at in other.keys.items():
+            self.keys[key_id] = max(used_at, self.keys.get(key_id, 0.0))
+        self.unsent.update(other.unsent)
 
 
 def _key(name: str, *parts: object) -> str:
     return settings.AVTRZ_COUNTER_PREFIX + ":".join([name, *map(str, parts)])
 
 
+def _rate(meter) -> int:
+    return max(1, meter.requests_per_second)
+
+
+@dataclass
+class _MemoryBucket:
+    """A token bucket in this process's memory."""
+
+    tokens: float
+    at: float  # when `tokens` was last brought up to date (epoch seconds)
+
+    def take(self, rate: int, burst: int, now: float) -> float:
+        """Take one token: 0.0 when taken, else the seconds until there is one."""
+        self.tokens = min(burst, self.tokens + max(0.0, now - self.at) * rate)
+        self.at = max(now, self.at)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / rate
+
+
 class LocalCounters:
-    def __init__(self) -> None:
+    """Exact counts and buckets in this process's memory; every count is `unsent` (the caller stores it)."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
-        self._used: dict[int, int] = {}
-        self._rate: dict[int, tuple[int, int]] = {}  # workspace -> (second, count)
+        self._used: dict[int, int] = {}  # period -> requests counted (seeded from the meter)
+        self._buckets: dict[int, _MemoryBucket] = {}  # workspace -> its bucket
         self._activity = Activity()
 
-    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission | None:
-        second = int(time.time())
+    redis_away = False
+
+    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission:
+        """Never needs I/O, so `local_only` changes nothing here."""
+        now = self._clock()
         with self._lock:
-            window, count = self._rate.get(meter.workspace_id, (second, 0))
-            count = count + 1 if window == second else 1
-            self._rate[meter.workspace_id] = (second, count)
-            if count > meter.requests_per_second:
-                return RATE_LIMITED
+            bucket = self._buckets.get(meter.workspace_id)
+            if bucket is None:
+                bucket = self._buckets[meter.workspace_id] = _MemoryBucket(meter.rate_burst, now)
+            wait = bucket.take(_rate(meter), meter.rate_burst, now)
+            if wait:
+                return _rate_limited(wait)
             used = self._used.get(meter.period_id, meter.requests_used)
             if used >= meter.requests_limit:
-                return QUOTA_EXCEEDED
+                return _quota_exceeded(int(bucket.tokens))
             self._used[meter.period_id] = used + 1
             self._activity.periods.add(meter.period_id)
+            self._activity.unsent[meter.period_id] += 1
             if key_id:
-                self._activity.keys[key_id] = time.time()
-        return ADMITTED
+                self._activity.keys[key_id] = now
+            return _admitted(int(bucket.tokens))
 
-    def used(self, meter) -> int | None:
+    def not_stored(self, meter) -> int:
+        """Requests of the meter's period counted but not drained yet."""
         with self._lock:
-            return self._used.get(meter.period_id)
+            return self._activity.unsent[meter.period_id]
 
     def drain(self) -> Activity:
         with self._lock:
             activity, self._activity = self._activity, Activity()
         return activity
 
+    def take_drained(self, period_id: int) -> int:
+        return 0  # nothing is shared: every count came back from `drain` as unsent
+
     def note_stored(self, period_id: int, count: int) -> None:
-        """Nothing to do: this process's counts are the truth, the database only copies them."""
+        """Nothing to do: this process's counts are the truth, the database only adds them up."""
 
 
 @dataclass
 class _Lease:
+    """This process's share of a period's request quota."""
+
     tokens: int = 0
-    delta: int = 0  # used here, not yet added to the shared `used` counter
+    delta: int = 0  # counted here, not yet added to the shared drained counter
     seed: int = 0
     ttl: int = 60
     last_use: float = 0.0  # epoch seconds
 
 
-class LeasedCounters:
-    """While Redis is unreachable, requests are admitted on what this process knows (its own rate
-    window, the quota minus what it has counted): limits hold per process rather than overall, no
-    request fails, and the counts kept meanwhile are added to Redis when it answers again."""
+@dataclass
+class _BucketLease:
+    """This process's share of a workspace's rate bucket."""
 
-    def __init__(self, client) -> None:
+    rate: int
+    burst: int
+    tokens: int = 0
+    shared_milli: int = 0  # thousandths of a token the shared bucket held at our last call
+    empty_until: float = 0.0  # the shared bucket has no whole token before then (epoch seconds)
+    last_use: float = 0.0
+
+    @property
+    def remaining(self) -> int:
+        return min(self.burst, self.tokens + self.shared_milli // 1000)
+
+
+class RedisOutage:
+    """Logs Redis going away once as a WARNING, then at most every OUTAGE_REPORT_S with a count of
+    failed calls, and its return once. Callers hold the counters' lock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.since: float | None = None
+        self._failures = 0
+        self._reported_at = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        now = self._clock()
+        if self.since is None:
+            self.since, self._failures, self._reported_at = now, 0, now
+            log.warning(
+                "usage counters cannot reach Redis (%s): limits hold per process, counts go to the database "
+                "directly until it is back",
+                exc,
+            )
+            return
+        self._failures += 1
+        if now - self._reported_at >= OUTAGE_REPORT_S:
+            log.warning(
+                "usage counters still cannot reach Redis after %d s (%d failed calls since the last report): %s",
+                round(now - self.since),
+                self._failures,
+                exc,
+            )
+            self._failures, self._reported_at = 0, now
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("usage counters reach Redis again after %d s", round(self._clock() - self.since))
+            self.since = None
+
+
+class LeasedCounters:
+    """While Redis is unreachable, requests are admitted on what this process knows (its own bucket,
+    the quota minus what it has counted): limits hold per process rather than overall, no request
+    fails, and the counts kept meanwhile go to the database directly (`Activity.unsent`)."""
+
+    def __init__(self, client, clock: Clock = time.time) -> None:
         self._client = client
-        self._lease_script = client.register_script(_LEASE_SCRIPT)
+        self._clock = clock
+        self._take = client.register_script(_TAKE_SCRIPT)
+        self._take_drained = client.register_script(_TAKE_DRAINED_SCRIPT)
         self._lock = threading.Lock()
-        self._leases: dict[int, _Lease] = {}
-        self._rate: dict[int, tuple[int, int]] = {}  # workspace -> (second, tokens left)
+        self._leases: dict[int, _Lease] = {}  # period -> lease
+        self._buckets: dict[int, _BucketLease] = {}  # workspace -> lease
         self._activity = Activity()
-        self._local = LocalCounters()  # the limiter while Redis is away
+        self._local = LocalCounters(clock)  # the limiter while Redis is away
+        self._outage = RedisOutage(clock)
         self._retry_at = 0.0
-        # The count last written to the database per period: the floor for re-seeding Redis counters
-        # that Redis lost (a restart without persistence), so counting resumes where it was.
+        # The count last read from the database per period: the floor for re-seeding a reserved
+        # counter that Redis lost (a restart without persistence), so leasing resumes where it was.
         self._stored: dict[int, int] = {}
+
+    @property
+    def redis_away(self) -> bool:
+        return self._outage.since is not None
 
     def note_stored(self, period_id: int, count: int) -> None:
         with self._lock:
             self._stored[period_id] = max(count, self._stored.get(period_id, 0))
 
-    def _seed(self, period_id: int, lease: _Lease) -> int:
-        return max(lease.seed, self._stored.get(period_id, 0))
-
-    def _lease(self, counter: str, limit: int, seed: int, ttl: int) -> int | None:
-        """Tokens granted, or None when Redis cannot be asked (then retried at most once a second)."""
-        if time.time() < self._retry_at:
-            return None
-        try:
-            return int(self._lease_script(keys=[counter], args=[limit, seed, ttl, LEASE_MAX, LEASE_SHARE]))
-        except RedisError as exc:
-            self._retry_at = time.time() + 1
-            log.warning("usage counters cannot reach Redis (%s); limiting per process until it is back", exc)
-            return None
+    def _failed(self, exc: Exception) -> None:
+        self._retry_at = self._clock() + REDIS_RETRY_S
+        self._outage.failed(exc)
 
     def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission | None:
         """`local_only`: decide without I/O, or return None when that needs Redis."""
-        now = time.time()
-        second = int(now)
+        now = self._clock()
         with self._lock:
-            window, tokens = self._rate.get(meter.workspace_id, (second, 0))
-            if window != second:
-                tokens = 0
-            if tokens == 0:
-                if local_only:
-                    return None
-                tokens = self._lease(_key("rate", meter.workspace_id, second), meter.requests_per_second, 0, 2)
-                if tokens is None:
-                    return self._admit_locally(meter, key_id, now)
-            if tokens <= 0:
-                # Spent for this second, here and everywhere: no need to ask Redis again until the next.
-                self._rate[meter.workspace_id] = (second, -1)
-                return RATE_LIMITED
-            self._rate[meter.workspace_id] = (second, tokens - 1)
-
+            if now < self._retry_at:
+                return self._local.admit(meter, key_id)
+            bucket = self._buckets.get(meter.workspace_id)
+            if bucket is None:
+                bucket = self._buckets[meter.workspace_id] = _BucketLease(_rate(meter), meter.rate_burst)
+            if bucket.tokens <= 0 and now < bucket.empty_until:
+                return _rate_limited(bucket.empty_until - now)
             lease = self._leases.get(meter.period_id)
             if lease is None:
-                lease = self._leases[meter.period_id] = _Lease(seed=meter.requests_used, ttl=_ttl(meter))
-            if lease.tokens <= 0:
-                if local_only:
-                    return None
-                granted = self._lease(
-                    _key("reserved", meter.period_id),
-                    meter.requests_limit,
-                    self._seed(meter.period_id, lease),
-                    lease.ttl,
-                )
-                if granted is None:
-                    return self._admit_locally(meter, key_id, now)
-                lease.tokens = granted
-                if lease.tokens <= 0:
-                    return QUOTA_EXCEEDED
-            lease.tokens -= 1
-            lease.delta += 1
-            lease.last_use = now
-            self._activity.periods.add(meter.period_id)
-            if key_id:
-                self._activity.keys[key_id] = now
-        return ADMITTED
-
-    def _admit_locally(self, meter, key_id: int | None, now: float) -> Admission:
-        """Admit with what this process knows; the count still goes into the lease's delta."""
-        admission = self._local.admit(meter, key_id)
-        if admission.allowed:
-            lease = self._leases.setdefault(meter.period_id, _Lease(seed=meter.requests_used, ttl=_ttl(meter)))
-            lease.delta += 1
-            lease.last_use = now
-            self._activity.periods.add(meter.period_id)
-            if key_id:
-                self._activity.keys[key_id] = now
-        return admission
-
-    def used(self, meter) -> int | None:
+                lease = self._leases[meter.period_id] = _Lease(seed=meter.requests_used, ttl=_ttl(meter, now))
+            bucket.last_use = lease.last_use = now
+            if bucket.tokens > 0 and lease.tokens > 0:
+                bucket.tokens -= 1
+                lease.tokens -= 1
+                return self._count(meter, key_id, bucket, lease, now)
+            if local_only:
+                return None
+            # Claim the tokens in hand for this request, then ask Redis for the rest outside the lock.
+            take_rate, take_quota = bucket.tokens <= 0, lease.tokens <= 0
+            if not take_rate:
+                bucket.tokens -= 1
+            if not take_quota:
+                lease.tokens -= 1
+            seed = max(lease.seed, self._stored.get(meter.period_id, 0))
         try:
-            raw = self._client.get(_key("used", meter.period_id))
-        except RedisError:
-            raw = None
+            rate_grant, shared_milli, quota_grant = self._take(
+                keys=[_key("bucket", meter.workspace_id), _key("reserved", meter.period_id)],
+                args=[
+                    *(bucket.rate, bucket.burst, int(take_rate), 0),
+                    *(meter.requests_limit, seed, lease.ttl, int(take_quota), LEASE_MAX, LEASE_SHARE),
+                ],
+            )
+        except RedisError as exc:
+            with self._lock:
+                self._failed(exc)
+                bucket, lease = self._current(meter, bucket, lease)
+                # The request is decided in memory instead: the tokens it claimed stay in the leases.
+                bucket.tokens += not take_rate
+                lease.tokens += not take_quota
+                return self._local.admit(meter, key_id)
+        with self._lock:
+            self._outage.recovered()
+            bucket, lease = self._current(meter, bucket, lease)
+            bucket.shared_milli = shared_milli
+            if take_rate and not rate_grant:
+                wait = (1000 - shared_milli) / (1000 * bucket.rate)
+                bucket.empty_until = now + wait
+                lease.tokens += not take_quota  # not admitted: its quota token stays in the lease
+                return _rate_limited(wait)
+            bucket.tokens += rate_grant - take_rate
+            if take_quota and not quota_grant:
+                bucket.tokens += 1  # not admitted: its rate token stays in the lease
+                return _quota_exceeded(bucket.remaining)
+            lease.tokens += quota_grant - take_quota
+            return self._count(meter, key_id, bucket, lease, now)
+
+    def _current(self, meter, bucket: _BucketLease, lease: _Lease) -> tuple[_BucketLease, _Lease]:
+        """The leases now in place: a drain may have dropped idle ones while Redis was being asked."""
+        return self._buckets.setdefault(meter.workspace_id, bucket), self._leases.setdefault(meter.period_id, lease)
+
+    def _count(self, meter, key_id: int | None, bucket: _BucketLease, lease: _Lease, now: float) -> Admission:
+        lease.delta += 1
+        self._activity.periods.add(meter.period_id)
+        if key_id:
+            self._activity.keys[key_id] = now
+        return _admitted(bucket.remaining)
+
+    def not_stored(self, meter) -> int:
+        """Requests of the meter's period counted but not in the database yet: what every process
+        drained into Redis plus what this process has not drained."""
+        drained = 0
+        if self._clock() >= self._retry_at:
+            try:
+                drained = int(self._client.get(_key("drained", meter.period_id)) or 0)
+            except RedisError as exc:
+                with self._lock:
+                    self._failed(exc)
         with self._lock:
             lease = self._leases.get(meter.period_id)
-            local = lease.delta if lease else 0
-        if raw is None and not local:
-            return None
-        return (int(raw) if raw is not None else meter.requests_used) + local
+            return drained + (lease.delta if lease else 0) + self._local.not_stored(meter)
+
+    def take_drained(self, period_id: int) -> int:
+        """Take what every process drained for the period (to add it to the database); 0 when Redis is away."""
+        if self._clock() < self._retry_at:
+            return 0
+        try:
+            return int(self._take_drained(keys=[_key("drained", period_id)]))
+        except RedisError as exc:
+            with self._lock:
+                self._failed(exc)
+            return 0
 
     def drain(self) -> Activity:
-        """Add local use to the shared counters and hand back the tokens of idle leases."""
-        now = time.time()
+        """Add local counts to the shared drained counters and give idle leases' tokens back.
+
+        Whatever Redis does not take stays whole: the counts come back as `unsent`, the tokens stay
+        in the leases for the next drain."""
+        now = self._clock()
         with self._lock:
-            pending = []
+            # Counts and tokens leave the leases before Redis is asked, so no request can use tokens
+            # that are on their way back; `_keep` puts them back if Redis does not take them.
+            sends: list[_Send] = []
             for period_id, lease in list(self._leases.items()):
-                returned = lease.tokens if now - lease.last_use > LEASE_IDLE_S else 0
+                idle = now - lease.last_use > LEASE_IDLE_S
+                returned = lease.tokens if idle else 0
                 if lease.delta or returned:
-                    pending.append((period_id, lease.delta, returned, self._seed(period_id, lease), lease.ttl))
-                lease.delta = 0
-                lease.tokens -= returned
-                if not lease.tokens and now - lease.last_use > LEASE_IDLE_S:
+                    sends.append(_Send(period_id, lease, lease.delta, returned))
+                    lease.delta, lease.tokens = 0, lease.tokens - returned
+                if idle:
                     del self._leases[period_id]
+            refunds: list[_Refund] = []
+            for workspace_id, bucket in list(self._buckets.items()):
+                if now - bucket.last_use > LEASE_IDLE_S:
+                    del self._buckets[workspace_id]
+                    if bucket.tokens > 0:
+                        refunds.append(_Refund(workspace_id, bucket, bucket.tokens))
+                        bucket.tokens = 0
             activity, self._activity = self._activity, Activity()
-            self._local.drain()  # its activity was recorded here too
-        if pending:
-            pipe = self._client.pipeline(transaction=False)
-            for period_id, delta, returned, seed, ttl in pending:
-                used = _key("used", period_id)
-                pipe.set(used, seed, nx=True, ex=ttl)
-                pipe.incrby(used, delta)
-                if returned:
-                    pipe.decrby(_key("reserved", period_id), returned)
+            activity.merge(self._local.drain())  # what was admitted while Redis was away
+            ask_redis = now >= self._retry_at
+        if (sends or refunds) and ask_redis:
             try:
-                pipe.execute()
-            except Exception:
-                self._restore(pending)
-                raise
+                self._send(sends, refunds)
+            except RedisError as exc:
+                with self._lock:
+                    self._failed(exc)
+            else:
+                with self._lock:
+                    self._outage.recovered()
+                return activity
+        if sends or refunds:
+            with self._lock:
+                self._keep(sends, refunds, activity)
         return activity
 
-    def _restore(self, pending) -> None:
-        """Redis did not take the deltas: keep them for the next drain, nothing is lost."""
-        with self._lock:
-            for period_id, delta, _returned, seed, ttl in pending:
-                lease = self._leases.setdefault(period_id, _Lease(seed=seed, ttl=ttl, last_use=time.time()))
-                lease.delta += delta
+    def _send(self, sends: list[_Send], refunds: list[_Refund]) -> None:
+        # One MULTI/EXEC: Redis applies all of it or none, so a failure leaves nothing half counted.
+        pipe = self._client.pipeline(transaction=True)
+        for send in sends:
+            if send.counted:
+                drained = _key("drained", send.period_id)
+                pipe.incrby(drained, send.counted)
+                pipe.expire(drained, send.lease.ttl)
+            if send.returned:
+                pipe.decrby(_key("reserved", send.period_id), send.returned)
+        for refund in refunds:
+            bucket = refund.bucket
+            self._take(
+                keys=[_key("bucket", refund.workspace_id), _key("reserved", 0)],
+                args=[bucket.rate, bucket.burst, 0, refund.tokens, 0, 0, 1, 0, LEASE_MAX, LEASE_SHARE],
+                client=pipe,
+            )
+        pipe.execute()
+
+    def _keep(self, sends: list[_Send], refunds: list[_Refund], activity: Activity) -> None:
+        """Redis did not take them: counts go to the database directly, tokens back into the leases."""
+        for send in sends:
+            activity.unsent[send.period_id] += send.counted
+            self._leases.setdefault(send.period_id, send.lease).tokens += send.returned
+        for refund in refunds:
+            self._buckets.setdefault(refund.workspace_id, refund.bucket).tokens += refund.tokens
 
 
-def _ttl(meter) -> int:
-    return max(60, int(meter.period_ends_at - time.time()) + 86400)
+@dataclass(frozen=True)
+class _Send:
+    period_id: int
+    lease: _Lease
+    counted: int  # requests to add to the drained counter
+    returned: int  # quota tokens to give back to the reserved counter
+
+
+@dataclass(frozen=True)
+class _Refund:
+    workspace_id: int
+    bucket: _BucketLease
+    tokens: int  # rate tokens to give back to the shared bucket
+
+
+def _ttl(meter, now: float) -> int:
+    return max(60, int(meter.period_ends_at - now) + 86400)

@@ -11,8 +11,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -218,12 +216,33 @@ def connector_publishable_key(workspace: Workspace) -> str:
     leaves the old one answering for a grace period, and this returns the new one."""
     Workspace.objects.select_for_update().get(pk=workspace.pk)  # one creator at a time
     key = workspace.api_keys.active().filter(for_connector=True, expires_at__isnull=True).first()
-    if key is None:
-        key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
-        key.issue(key.derived_value())
-        key.save()
-        _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
-    return key.derived_value()
+    if key is not None and (raw := key.derived_value()) is not None:
+        return raw
+    if key is not None:
+        # Issued under a derivation secret no longer configured: its clear value cannot be had again.
+        # Replace it; it answers the URLs already handed out for the grace period, like a rotated key.
+        _retire_connector_key(key)
+        _audit(
+            workspace,
+            None,
+            AuditEvent.Action.KEY_ROTATED,
+            f"Avtrz replaced the AI connector key {key.masked}: the secret it was derived from is no longer "
+            f"configured; it answers until {key.expires_at:%Y-%m-%d %H:%M} UTC",
+            old=key.masked,
+            old_expires_at=key.expires_at.isoformat(),
+        )
+    key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
+    raw = key.issue_derived()
+    key.save()
+    _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
+    return raw
+
+
+def _retire_connector_key(key: ApiKey) -> None:
+    """Give the key its grace period's end; every worker's cached context of it (with no end) goes."""
+    key.expires_at = timezone.now() + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
+    key.save(update_fields=["expires_at"])
+    transaction.on_commit(lambda: keys.forget_key(key))
 
 
 @transaction.atomic
@@ -254,13 +273,11 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
         raise RotationError(
             f"{key.masked} was already rotated; it stops answering on {key.expires_at:%-d %b %Y, %H:%M} UTC."
         )
-    now = timezone.now()
-    key.expires_at = now + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
-    key.save(update_fields=["expires_at"])
+    _retire_connector_key(key)
     new = ApiKey(
         workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True, created_by=actor
     )
-    new.issue(new.derived_value())
+    new.issue_derived()
     new.save()
     _audit(
         workspace,
@@ -273,13 +290,8 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
         old_expires_at=key.expires_at.isoformat(),
     )
 
-    def after_commit() -> None:
-        # The old key's cached context (no end yet) goes on every worker, and the MCP tools' cached
-        # clear key with it: the next tool call hands out the new key.
-        keys.forget_key(key)
-        cache.delete(keys.connector_cache_key(workspace.pk))
-
-    transaction.on_commit(after_commit)
+    # The MCP tools' cached clear key goes too: the next tool call hands out the new key.
+    transaction.on_commit(lambda: cache.delete(keys.connector_cache_key(workspace.pk)))
     return new
 
 
@@ -355,7 +367,7 @@ def roll_usage_periods(now: datetime | None = None) -> int:
     """Open each workspace's current cycle and write the final request count of the one before it.
 
     Idempotent and safe with several workers: periods are created by get_or_create on a unique
-    (workspace, starts_at), and counts are only ever raised to the live counter's figure.
+    (workspace, starts_at), and each count is added once (`usage.store_period`).
     Returns how many periods were opened."""
     now = now or timezone.now()
     usage.flush_now(force=True)  # what this process counted is in the database before we read it
@@ -371,11 +383,7 @@ def roll_usage_periods(now: datetime | None = None) -> int:
             .first()
         )
         if previous is not None:
-            live = usage.counters().used(usage.meter_for_period(previous))
-            if live is not None:
-                UsagePeriod.objects.filter(pk=previous.pk).update(
-                    avatar_requests=Greatest(F("avatar_requests"), Value(live))
-                )
+            usage.store_period(previous.pk)  # what other processes drained into Redis for it
         warn_quota_thresholds(period, requests_used=usage.requests_used(usage.meter_for_period(period)))
     return opened
 

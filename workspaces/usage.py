@@ -1,14 +1,17 @@
 """Usage meters and limits: exact under concurrency, never admitting past a quota.
 
 `avatar_requests` is counted on the request path by live counters (`workspaces.counters`: Redis
-leases in production, process memory on the embedded default), seeded from the database and written
-back to it by a flusher thread in each process, so a cache hit costs no query.
+leases in production, process memory on the embedded default) and added to the database by a flusher
+thread in each process, so a cache hit costs no query. Each count is added exactly once: from Redis's
+drained counter by whichever process writes the period next, or, what Redis did not take (it was
+away), by the process that counted it, at the latest when it exits.
 `avatar_new_profiles` is rarer (once per profile per workspace per cycle) and is counted in the
 database directly, by a conditional UPDATE that is itself the quota check.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -18,8 +21,7 @@ from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from workspaces.counters import Admission, LeasedCounters, LocalCounters
@@ -131,9 +133,9 @@ def admit(meter: Meter, *, key_id: int | None = None, local_only: bool = False) 
 
 
 def requests_used(meter: Meter) -> int:
-    """The period's request count: the live counter when there is one, else the stored figure."""
-    live = counters().used(meter)
-    return meter.requests_used if live is None else max(live, meter.requests_used)
+    """The period's request count: the stored figure (`meter` freshly loaded) and what is counted but
+    not stored yet."""
+    return meter.requests_used + counters().not_stored(meter) + _unstored[meter.period_id]
 
 
 _counters: LocalCounters | LeasedCounters | None = None
@@ -148,7 +150,13 @@ def redis_client():
         if _redis is None:
             import redis
 
-            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+            # A Redis that stalls must not hold requests: the same timeouts as the cache (REDIS_TIMEOUT_S).
+            timeouts = settings.CACHES["default"].get("OPTIONS", {})
+            _redis = redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=timeouts.get("socket_timeout", 1.0),
+                socket_connect_timeout=timeouts.get("socket_connect_timeout", 1.0),
+            )
         return _redis
 
 
@@ -172,18 +180,28 @@ def record(workspace_id: int, counter: str) -> None:
 
 
 def _write_tally() -> set[int]:
+    """Add the tally to the daily rows; counts leave the tally only once their row is written, so
+    a failed write keeps them for the next pass."""
     with _tally_lock:
         tally = dict(_tally)
-        _tally.clear()
-    rows: dict[tuple[int, date], dict[str, int]] = {}
+    rows: dict[tuple[int, int], dict[str, int]] = {}
     for (workspace_id, day_number, counter), count in tally.items():
+        rows.setdefault((workspace_id, day_number), {})[counter] = count
+    for (workspace_id, day_number), counts in rows.items():
         day = date.fromordinal(EPOCH_ORDINAL + day_number)
-        rows.setdefault((workspace_id, day), {})[counter] = count
-    for (workspace_id, day), counts in rows.items():
-        DailyUsage.objects.get_or_create(workspace_id=workspace_id, day=day)
-        DailyUsage.objects.filter(workspace_id=workspace_id, day=day).update(
-            **{counter: F(counter) + count for counter, count in counts.items()}
-        )
+        try:
+            with transaction.atomic():
+                DailyUsage.objects.get_or_create(workspace_id=workspace_id, day=day)
+                DailyUsage.objects.filter(workspace_id=workspace_id, day=day).update(
+                    **{counter: F(counter) + count for counter, count in counts.items()}
+                )
+        except IntegrityError:  # the workspace was deleted: nowhere to write them, ever
+            log.warning("daily usage of deleted workspace %s dropped", workspace_id)
+        with _tally_lock:
+            _tally.subtract({(workspace_id, day_number, counter): count for counter, count in counts.items()})
+            for counter in counts:
+                if _tally[(workspace_id, day_number, counter)] <= 0:
+                    del _tally[(workspace_id, day_number, counter)]
     return {workspace_id for workspace_id, _day in rows}
 
 
@@ -191,37 +209,50 @@ EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _flushed_at: dict[int, float] = {}  # period id -> when its count was last written
 _touched_at: dict[int, float] = {}  # key id -> when its last_used_at was last written
 _dirty: set[int] = set()  # periods counted since their last write
+_unstored: Counter[int] = Counter()  # period id -> requests counted here that only this process will store
+_flush_lock = threading.RLock()  # the flusher thread, the exit hook and the period rollover flush in turn
 _flusher: threading.Thread | None = None
 
 
 def flush_now(*, force: bool = False) -> None:
-    """Write what the counters saw to the database: request counts (never lowering them) every
-    DB_FLUSH_INTERVAL_S, last-used times every TOUCH_INTERVAL_S; `force` writes everything now."""
-    activity = counters().drain()
-    changed = _write_tally()
-    now = time.monotonic()
-    _dirty.update(activity.periods)
-    for period_id in list(_dirty):
-        if force or now - _flushed_at.get(period_id, 0) >= DB_FLUSH_INTERVAL_S:
-            _flush_period(period_id, now)
-    for key_id, used_at in activity.keys.items():
-        if force or now - _touched_at.get(key_id, 0) >= TOUCH_INTERVAL_S:
-            _touched_at[key_id] = now
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
+    """Write what the counters saw to the database: request counts every DB_FLUSH_INTERVAL_S (every
+    pass while Redis is away, so a process stopped meanwhile loses nothing), last-used times every
+    TOUCH_INTERVAL_S; `force` writes everything now."""
+    with _flush_lock:
+        activity = counters().drain()
+        _unstored.update(activity.unsent)
+        _dirty.update(activity.periods, _unstored)
+        changed = _write_tally()
+        now = time.monotonic()
+        urgent = force or counters().redis_away
+        for period_id in list(_dirty):
+            if urgent or now - _flushed_at.get(period_id, 0) >= DB_FLUSH_INTERVAL_S:
+                _flushed_at[period_id] = now
+                store_period(period_id)
+        for key_id, used_at in activity.keys.items():
+            if force or now - _touched_at.get(key_id, 0) >= TOUCH_INTERVAL_S:
+                _touched_at[key_id] = now
+                ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
     for workspace_id in changed:
         usage_changed.send(sender=Workspace, workspace_id=workspace_id)
 
 
-def _flush_period(period_id: int, now: float) -> None:
-    _dirty.discard(period_id)
-    _flushed_at[period_id] = now
-    period = UsagePeriod.objects.filter(pk=period_id).select_related("workspace__plan").first()
-    if period is None:
-        return
-    live = counters().used(meter_for_period(period))
-    if live is not None:
-        UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=Greatest(F("avatar_requests"), Value(live)))
-    counters().note_stored(period_id, max(live or 0, period.avatar_requests))
+def store_period(period_id: int) -> None:
+    """Add the period's requests counted but not stored to the database: what every process drained
+    into Redis, and what this process kept itself. A failed write keeps them all for the next pass."""
+    with _flush_lock:
+        _dirty.discard(period_id)
+        count = _unstored.pop(period_id, 0) + counters().take_drained(period_id)
+        try:
+            if count:
+                UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=F("avatar_requests") + count)
+        except Exception:
+            _unstored[period_id] += count  # taken from Redis too: this process stores them now
+            _dirty.add(period_id)
+            raise
+    stored = UsagePeriod.objects.filter(pk=period_id).values_list("avatar_requests", flat=True).first()
+    if stored is not None:
+        counters().note_stored(period_id, stored)
 
 
 def _flush_forever() -> None:
@@ -235,11 +266,21 @@ def _flush_forever() -> None:
             close_old_connections()
 
 
+def _flush_at_exit() -> None:
+    """Store everything counted before the process ends: uvicorn and Celery turn SIGTERM (a deploy, a
+    scale-down) into a normal exit, which runs this."""
+    try:
+        flush_now(force=True)
+    except Exception:
+        log.exception("usage flush at exit failed: requests counted since the last flush are lost")
+
+
 def _ensure_flusher() -> None:
-    """Start this process's flusher thread on first use (tests flush explicitly instead)."""
+    """Start this process's flusher thread and exit hook on first use (tests flush explicitly instead)."""
     global _flusher
     if _flusher is None and settings.AVTRZ_BACKGROUND_FLUSH:
         with _lock:
             if _flusher is None:
                 _flusher = threading.Thread(target=_flush_forever, name="avtrz-usage-flush", daemon=True)
                 _flusher.start()
+                atexit.register(_flush_at_exit)
