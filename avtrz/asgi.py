@@ -3,7 +3,9 @@
 HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint, which the MCP
 SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
 lifespan runs the MCP session manager, which must be running before it can serve a request.
-WebSockets (the dashboard's live updates) go to Channels, routed in `workspaces.routing`.
+Every HTTP request first gets its request id (`avtrz.logs.RequestIdApp`), the fast path's and
+`/mcp`'s answers included. WebSockets (the dashboard's live updates) go to Channels, routed in
+`workspaces.routing`.
 """
 
 import os
@@ -16,6 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avtrz.settings")
 django_application = get_asgi_application()
 
 from avtrz.avatars.fastpath import AvatarFastPath  # noqa: E402  (needs Django set up first)
+from avtrz.logs import RequestIdApp  # noqa: E402
 from mcpserver import app as mcp  # noqa: E402
 from workspaces import routing as websockets  # noqa: E402
 
@@ -24,7 +27,7 @@ http_application = AvatarFastPath(django_application)
 mcp_application = mcp.build()
 
 
-async def application(scope, receive, send):
+async def route(scope, receive, send):
     if scope["type"] == "http":
         if scope["path"] in mcp.PATHS:
             await mcp_application.app(scope, receive, send)
@@ -36,6 +39,9 @@ async def application(scope, receive, send):
         await _lifespan(receive, send)
     else:
         raise ValueError(f"Unsupported ASGI scope type {scope['type']!r}")
+
+
+application = RequestIdApp(route)
 
 
 async def _lifespan(receive, send):

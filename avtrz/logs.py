@@ -1,15 +1,19 @@
 """Structured logging: JSON lines, a request id on every record, and no secrets in any of it.
 
-`RequestIdMiddleware` takes the proxy's `X-Request-ID` (or makes one), keeps it in a context
-variable for the rest of the request and echoes it on the response; `RequestIdFilter` stamps it on
-every record. `RedactSecretsFilter` masks API keys, bearer tokens and credential query values
-before any handler formats a record; `scrub` does the same to Sentry events.
+`RequestIdApp` (ASGI, in front of everything the server answers: the avatar fast path, `/mcp`,
+Django) takes the proxy's `X-Request-ID` (or makes one), keeps it in a context variable for the rest
+of the request and echoes it on the response; `RequestIdMiddleware` does the same for Django alone
+(the test client, WSGI). Celery tasks queued meanwhile carry it in a message header and restore it
+(`avtrz.celery`). `RequestIdFilter` stamps it on every record. `RedactSecretsFilter` masks API keys,
+bearer tokens and credential query values before any handler formats a record; `scrub` does the same
+to Sentry events.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import re
 import uuid
 from collections.abc import Callable
@@ -79,6 +83,13 @@ def sentry_before_send(event: dict, hint: dict) -> dict:
     return scrub(event)
 
 
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG (and Celery's, `avtrz.celery`): LOGGING, with Python's warnings logged
+    through it (as `py.warnings`) instead of printed to stderr in their own format."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
+
+
 class RedactSecretsFilter(logging.Filter):
     """Formats the message once, redacted, so no handler can print the raw arguments."""
 
@@ -120,21 +131,53 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-class RequestIdMiddleware:
-    """Adopt the proxy's X-Request-ID when it is a sane token, else make one; return it on the response.
+def adopt_request_id(given: str) -> str:
+    """The proxy's request id when it is a sane token, else a new one; made current for this context."""
+    rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id.set(rid)
+    return rid
+
+
+class RequestIdApp:
+    """ASGI layer: adopt or make the request id before any other layer runs and add it to the response.
 
     The context variable is not reset after the response: uvicorn's access log line for the request
-    is written after Django returns, and each request runs in its own asyncio task (its own context),
-    so the value cannot leak into another request."""
+    is written after the app answers, and each request runs in its own asyncio task (its own context),
+    so the value cannot leak into another request. `scope["request_id"]` tells Django's middleware."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value
+                break
+        rid = adopt_request_id(given.decode("latin-1"))
+        scope["request_id"] = rid
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_request_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_request_id)
+
+
+class RequestIdMiddleware:
+    """The same for Django alone (the test client, WSGI): behind `RequestIdApp` there is nothing left to do."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.headers.get("X-Request-ID", "")
-        rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
-        request_id.set(rid)
-        request.request_id = rid
+        if "request_id" in getattr(request, "scope", {}):
+            return self.get_response(request)
+        rid = adopt_request_id(request.headers.get("X-Request-ID", ""))
         response = self.get_response(request)
         response["X-Request-ID"] = rid
         return response

@@ -351,6 +351,8 @@ if not DEBUG:
 LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or TESTING else "json")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+# avtrz.logs.configure also logs Python's warnings (py.warnings) through it.
+LOGGING_CONFIG = "avtrz.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -484,6 +486,12 @@ if not (DEBUG or TESTING or os.environ.get("EMAIL_BACKEND") or os.environ.get("E
         "No email backend while DEBUG is off: set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, "
         "EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) for SMTP, or EMAIL_BACKEND. Without one, password reset "
         "links would be written to the logs."
+    )
+if not (DEBUG or TESTING) and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND is the console backend while DEBUG is off: it would print whole mails, reset links "
+        "included, into the logs, outside their JSON lines. Set EMAIL_HOST for SMTP, or use the file backend "
+        "(django.core.mail.backends.filebased.EmailBackend with EMAIL_FILE_PATH)."
     )
 OAUTH_ACCESS_TOKEN_SECONDS = envint("OAUTH_ACCESS_TOKEN_SECONDS", 3600)
 # Refresh tokens die this long after their last access token expired (an idle timeout).
