@@ -7,6 +7,8 @@ Production sets DATABASE_URL, REDIS_URL, SECRET_KEY, PUBLIC_BASE_URL and DEBUG=f
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import sys
@@ -409,9 +411,24 @@ if SENTRY_DSN:
 # ---------------------------------------------------------------- product
 # The plan a new workspace starts on (a Plan.code).
 AVTRZ_DEFAULT_PLAN = envstr("AVTRZ_DEFAULT_PLAN", "free")
-# Derives the AI connector's publishable keys (workspaces.ApiKey.for_connector); rotating it
-# replaces those keys on next use. Defaults to SECRET_KEY.
-AVTRZ_KEY_DERIVATION_SECRET = envstr("AVTRZ_KEY_DERIVATION_SECRET", SECRET_KEY)
+# Derives the AI connector's publishable keys (workspaces.ApiKey.derived_value), so the MCP tools can
+# hand the key out again. Its own secret, not SECRET_KEY: rotating SECRET_KEY must not change them.
+# To rotate it, set the new value and list the old one in the FALLBACKS: keys derived from a fallback
+# keep being handed out unchanged (the URLs already out stay the same), new keys use the new secret.
+# A key that no configured secret reproduces is replaced on its next use, the old one answering
+# /v1/avatar for AVTRZ_CONNECTOR_KEY_GRACE_S (workspaces.services.connector_publishable_key).
+AVTRZ_KEY_DERIVATION_SECRET = envstr("AVTRZ_KEY_DERIVATION_SECRET")
+AVTRZ_KEY_DERIVATION_SECRET_FALLBACKS = envlist("AVTRZ_KEY_DERIVATION_SECRET_FALLBACKS")
+if not AVTRZ_KEY_DERIVATION_SECRET:
+    if not DEBUG and not TESTING:
+        raise ImproperlyConfigured(
+            "Set AVTRZ_KEY_DERIVATION_SECRET (or AVTRZ_KEY_DERIVATION_SECRET_FILE) to a long random value: it "
+            "derives the AI connector's publishable keys and no longer falls back to SECRET_KEY. Upgrading? "
+            "Set it to the SECRET_KEY that derived the keys in use (or a new value, with that SECRET_KEY in "
+            "AVTRZ_KEY_DERIVATION_SECRET_FALLBACKS) so the keys assistants already hand out stay the same."
+        )
+    # The embedded default derives its own, so `make run` needs no setting.
+    AVTRZ_KEY_DERIVATION_SECRET = hmac.new(SECRET_KEY.encode(), b"avtrz connector keys", hashlib.sha256).hexdigest()
 # Each server process writes its usage counts to the database from a background thread; the test
 # suite writes them explicitly instead (workspaces.usage.flush_now).
 AVTRZ_BACKGROUND_FLUSH = envbool("AVTRZ_BACKGROUND_FLUSH", not TESTING)

@@ -77,6 +77,7 @@ def server_env(tmp: str, port: int) -> dict[str, str]:
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(40),
+        "AVTRZ_KEY_DERIVATION_SECRET": secrets.token_urlsafe(40),
         "SECURE_SSL_REDIRECT": "false",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "MEDIA_ROOT": f"{tmp}/media",

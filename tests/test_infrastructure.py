@@ -31,6 +31,7 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 PRODUCTION_ENV = {
     "DEBUG": "false",
     "SECRET_KEY": secrets.token_urlsafe(50),
+    "AVTRZ_KEY_DERIVATION_SECRET": secrets.token_urlsafe(50),
     "PUBLIC_BASE_URL": "https://avtrz.example",
     "OIDC_RSA_PRIVATE_KEY": rsa.generate_private_key(public_exponent=65537, key_size=2048)
     .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

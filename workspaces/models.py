@@ -323,9 +323,21 @@ class ApiKey(models.Model):
         self.last4 = raw[-4:]
         return raw
 
-    def derived_value(self) -> str:
-        """The clear value of a connector key (see `for_connector`)."""
-        mac = hmac.new(settings.AVTRZ_KEY_DERIVATION_SECRET.encode(), self.uid.bytes, hashlib.sha256).digest()
+    def issue_derived(self) -> str:
+        """Issue a connector key (see `for_connector`) derived from the current derivation secret."""
+        return self.issue(self._derive(settings.AVTRZ_KEY_DERIVATION_SECRET))
+
+    def derived_value(self) -> str | None:
+        """The clear value of a connector key, from whichever configured derivation secret (current or
+        fallback) issued it; None when none of them did any more."""
+        for secret in (settings.AVTRZ_KEY_DERIVATION_SECRET, *settings.AVTRZ_KEY_DERIVATION_SECRET_FALLBACKS):
+            raw = self._derive(secret)
+            if key_digest(raw) == self.digest:
+                return raw
+        return None
+
+    def _derive(self, secret: str) -> str:
+        mac = hmac.new(secret.encode(), self.uid.bytes, hashlib.sha256).digest()
         return self.PREFIXES[self.Kind.PUBLISHABLE] + base64.urlsafe_b64encode(mac[:24]).decode()
 
     @property

@@ -216,12 +216,33 @@ def connector_publishable_key(workspace: Workspace) -> str:
     leaves the old one answering for a grace period, and this returns the new one."""
     Workspace.objects.select_for_update().get(pk=workspace.pk)  # one creator at a time
     key = workspace.api_keys.active().filter(for_connector=True, expires_at__isnull=True).first()
-    if key is None:
-        key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
-        key.issue(key.derived_value())
-        key.save()
-        _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
-    return key.derived_value()
+    if key is not None and (raw := key.derived_value()) is not None:
+        return raw
+    if key is not None:
+        # Issued under a derivation secret no longer configured: its clear value cannot be had again.
+        # Replace it; it answers the URLs already handed out for the grace period, like a rotated key.
+        _retire_connector_key(key)
+        _audit(
+            workspace,
+            None,
+            AuditEvent.Action.KEY_ROTATED,
+            f"Avtrz replaced the AI connector key {key.masked}: the secret it was derived from is no longer "
+            f"configured; it answers until {key.expires_at:%Y-%m-%d %H:%M} UTC",
+            old=key.masked,
+            old_expires_at=key.expires_at.isoformat(),
+        )
+    key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
+    raw = key.issue_derived()
+    key.save()
+    _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
+    return raw
+
+
+def _retire_connector_key(key: ApiKey) -> None:
+    """Give the key its grace period's end; every worker's cached context of it (with no end) goes."""
+    key.expires_at = timezone.now() + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
+    key.save(update_fields=["expires_at"])
+    transaction.on_commit(lambda: keys.forget_key(key))
 
 
 @transaction.atomic
@@ -252,13 +273,11 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
         raise RotationError(
             f"{key.masked} was already rotated; it stops answering on {key.expires_at:%-d %b %Y, %H:%M} UTC."
         )
-    now = timezone.now()
-    key.expires_at = now + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
-    key.save(update_fields=["expires_at"])
+    _retire_connector_key(key)
     new = ApiKey(
         workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True, created_by=actor
     )
-    new.issue(new.derived_value())
+    new.issue_derived()
     new.save()
     _audit(
         workspace,
@@ -271,13 +290,8 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
         old_expires_at=key.expires_at.isoformat(),
     )
 
-    def after_commit() -> None:
-        # The old key's cached context (no end yet) goes on every worker, and the MCP tools' cached
-        # clear key with it: the next tool call hands out the new key.
-        keys.forget_key(key)
-        cache.delete(keys.connector_cache_key(workspace.pk))
-
-    transaction.on_commit(after_commit)
+    # The MCP tools' cached clear key goes too: the next tool call hands out the new key.
+    transaction.on_commit(lambda: cache.delete(keys.connector_cache_key(workspace.pk)))
     return new
 
 

@@ -15,6 +15,7 @@ def test_production_refuses_to_start_without_an_id_token_signing_key():
             "PATH": "/usr/bin:/bin",
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "AVTRZ_KEY_DERIVATION_SECRET": secrets.token_urlsafe(50),
             "PUBLIC_BASE_URL": "https://avtrz.example",
         },
         capture_output=True,

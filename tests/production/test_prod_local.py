@@ -25,7 +25,7 @@ def test_refuses_to_start_without_its_services():
     env = {"PATH": os.environ["PATH"], "BIN": str(Path(sys.executable).parent)}
     result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "set DATABASE_URL REDIS_URL SECRET_KEY OIDC_RSA_PRIVATE_KEY" in result.stderr
+    assert "set DATABASE_URL REDIS_URL SECRET_KEY AVTRZ_KEY_DERIVATION_SECRET OIDC_RSA_PRIVATE_KEY" in result.stderr
 
 
 def test_refuses_sqlite():
@@ -34,6 +34,7 @@ def test_refuses_sqlite():
         "DATABASE_URL": "sqlite:///db.sqlite3",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "SECRET_KEY": "x" * 50,
+        "AVTRZ_KEY_DERIVATION_SECRET": "y" * 50,
         "OIDC_RSA_PRIVATE_KEY": "pem",
     }
     result = subprocess.run([SCRIPT], env=env, capture_output=True, text=True, timeout=30)
@@ -63,6 +64,7 @@ def test_serves_and_stops_every_process(tmp_path):
         "DATABASE_URL": services.live_database_url(),
         "REDIS_URL": services.redis_url(),
         "SECRET_KEY": uuid.uuid4().hex * 2,
+        "AVTRZ_KEY_DERIVATION_SECRET": uuid.uuid4().hex * 2,
         "OIDC_RSA_PRIVATE_KEY": key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode(),
