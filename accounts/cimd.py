@@ -24,16 +24,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from oauth2_provider.cimd import (
-    CIMDError,
-    _build_application_kwargs,
-    _effective_max_age,
-    _resolve_grant_type,
-    _validate_client_id_url,
-)
+from oauth2_provider.cimd import CIMDError
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.validators import AllowedURIValidator
 
+from accounts import dot
 from accounts.oauth import redirect_uri_problem
 from accounts.redirects import malformed
 from avtrz.avatars import safe_http
@@ -83,7 +78,7 @@ class SafeHTTPMetadataFetcher:
     def _fetch(self, client_id: str) -> tuple[dict, int]:
         # DOT's URL rules (https, a path, no userinfo, fragment or dot segments) are the spec's.
         try:
-            _validate_client_id_url(client_id)
+            dot.validate_cimd_client_id(client_id)
         except CIMDError as exc:
             raise CIMDProblem(
                 f"The app's client ID is not a valid address for a client metadata document: {exc}."
@@ -134,7 +129,7 @@ class SafeHTTPMetadataFetcher:
                 "The document is JSON, but not an object of client metadata.",
                 "client_id document must be a JSON object",
             )
-        return metadata, _effective_max_age(result.headers.get("Cache-Control"))
+        return metadata, dot.cimd_max_age(result.headers.get("Cache-Control"))
 
     def _check(self, client_id: str, metadata: dict) -> None:
         """What DOT checks after the fetch, and our redirect URI policy, each with its reason."""
@@ -184,14 +179,14 @@ class SafeHTTPMetadataFetcher:
         try:
             if not isinstance(grant_types, list) or not all(isinstance(grant, str) for grant in grant_types):
                 raise CIMDError("grant_types must be a list of strings")
-            _resolve_grant_type(grant_types)
+            dot.check_cimd_grant_types(grant_types)
         except CIMDError as exc:
             raise CIMDProblem(
                 "The document's grant_types must be authorization_code (and may add refresh_token).", str(exc)
             ) from exc
         # Anything DOT refuses that the checks above missed still gets a plain, if vaguer, reason.
         try:
-            _build_application_kwargs(metadata)
+            dot.check_cimd_application(metadata)
         except CIMDError as exc:
             raise CIMDProblem(f"The document is not valid client metadata: {exc}.") from exc
 

@@ -21,10 +21,8 @@ Wrapped around DOT's check by ``AvtrzOAuth2Validator.authenticate_client``:
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth.hashers import get_hasher, identify_hasher, make_password
@@ -33,6 +31,7 @@ from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
+from accounts import dot
 from avtrz import throttle
 
 
@@ -68,9 +67,9 @@ def authenticate(validator, request) -> bool:
         if window.count >= limit:
             raise ClientAuthenticationThrottled(window.retry_after, request=request)
 
-    if validator._authenticate_basic_auth(request):
-        secret = (_basic_credentials(validator, request) or ("", ""))[1]
-    elif validator._authenticate_request_body(request):
+    if dot.authenticate_client_basic(validator, request):
+        secret = (dot.basic_auth_credentials(validator, request) or ("", ""))[1]
+    elif dot.authenticate_client_body(validator, request):
         secret = getattr(request, "client_secret", "") or ""
     else:
         # DOT drops request.client when the body attempt follows a failed Basic one: ask the database.
@@ -140,20 +139,7 @@ def _address(request) -> str:
 
 
 def _presented_client_id(validator, request) -> str:
-    basic = _basic_credentials(validator, request)
+    basic = dot.basic_auth_credentials(validator, request)
     if basic is not None:
         return basic[0]
     return getattr(request, "client_id", None) or ""
-
-
-def _basic_credentials(validator, request) -> tuple[str, str] | None:
-    """(client_id, secret) from an HTTP Basic header, decoded as DOT decodes it; None without one."""
-    auth = validator._extract_basic_auth(request)
-    if not auth:
-        return None
-    try:
-        decoded = base64.b64decode(auth).decode(getattr(request, "encoding", None) or settings.DEFAULT_CHARSET)
-        client_id, secret = map(unquote_plus, decoded.split(":", 1))
-    except (TypeError, ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
-    return client_id, secret

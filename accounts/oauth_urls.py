@@ -8,7 +8,7 @@ authenticate clients are ``limited``: too many failed client authentications get
 """
 
 from django.urls import path, re_path
-from oauth2_provider import views as dot
+from oauth2_provider import views as dot_views
 
 from accounts import oauth_views
 from accounts.client_auth import limited
@@ -17,13 +17,17 @@ from accounts.client_auth import limited
 app_name = "oauth2_provider"
 
 urlpatterns = [
-    path(".well-known/oauth-authorization-server", dot.OAuthServerMetadataView.as_view(), name="oauth-server-metadata"),
+    path(
+        ".well-known/oauth-authorization-server",
+        dot_views.OAuthServerMetadataView.as_view(),
+        name="oauth-server-metadata",
+    ),
     re_path(
         r"^\.well-known/openid-configuration/?$",
         oauth_views.OpenIDConfigurationView.as_view(),
         name="oidc-connect-discovery-info",
     ),
-    path(".well-known/jwks.json", dot.JwksInfoView.as_view(), name="jwks-info"),
+    path(".well-known/jwks.json", dot_views.JwksInfoView.as_view(), name="jwks-info"),
     # RFC 9728: the MCP endpoint's metadata, at the path-suffixed location and the root one.
     path(
         ".well-known/oauth-protected-resource",
@@ -37,9 +41,9 @@ urlpatterns = [
     ),
     path("o/authorize/", oauth_views.ConsentView.as_view(), name="authorize"),
     path("o/token/", limited(oauth_views.TokenView.as_view()), name="token"),
-    path("o/revoke_token/", limited(dot.RevokeTokenView.as_view()), name="revoke-token"),
-    path("o/introspect/", limited(dot.IntrospectTokenView.as_view()), name="introspect"),
-    path("o/userinfo/", dot.UserInfoView.as_view(), name="user-info"),
+    path("o/revoke_token/", limited(dot_views.RevokeTokenView.as_view()), name="revoke-token"),
+    path("o/introspect/", limited(dot_views.IntrospectTokenView.as_view()), name="introspect"),
+    path("o/userinfo/", dot_views.UserInfoView.as_view(), name="user-info"),
     path("o/register/", oauth_views.RegistrationView.as_view(), name="dcr-register"),
     path(
         "o/register/<str:client_id>/",

@@ -1,4 +1,9 @@
-"""Our request validator: DOT's, plus workspace binding, audience binding and offline access."""
+"""Our request validator: DOT's, plus workspace binding, audience binding and offline access.
+
+DOT's private hooks are extended through the public names ``accounts.dot.OAuth2ValidatorHooks``
+gives them (``create_grant``, ``check_and_set_resource``, ``store_bearer_token``,
+``create_access_token``, ``create_refresh_token``).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
-from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from accounts import client_auth, connections
+from accounts.dot import OAuth2ValidatorHooks
 from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
 from accounts.redirects import redirect_uri_allowed
@@ -25,22 +30,22 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-class AvtrzOAuth2Validator(OAuth2Validator):
+class AvtrzOAuth2Validator(OAuth2ValidatorHooks):
     def save_authorization_code(self, client_id, code, request, *args, **kwargs):
         with transaction.atomic():
             super().save_authorization_code(client_id, code, request, *args, **kwargs)
 
-    def _create_authorization_code(self, request, code, expires=None):
+    def create_grant(self, request, code, expires=None):
         # The consent view passes the chosen workspace along with the user; every grant records one.
         workspace = getattr(request, "workspace", None)
         if workspace is None:
             raise errors.AccessDeniedError(description="No workspace was chosen for this connection.", request=request)
         request.resource = bind_resource(getattr(request, "resource", None), request)
-        grant = super()._create_authorization_code(request, code, expires)
+        grant = super().create_grant(request, code, expires)
         connections.record_consent(grant=grant, workspace=workspace)
         return grant
 
-    def _check_and_set_request_resource(self, request):
+    def check_and_set_resource(self, request):
         # Clients spell our resource in several ways (trailing slash, upper-case host); the token
         # request is compared in canonical form, so DOT's narrowing check sees the grant's value.
         # oauthlib keeps only the last of repeated body parameters; RFC 8707 allows repeats.
@@ -48,9 +53,9 @@ class AvtrzOAuth2Validator(OAuth2Validator):
         if values:
             bind_resource(values, request)
             request.resource = [mcp_resource_url()]
-        super()._check_and_set_request_resource(request)
+        super().check_and_set_resource(request)
 
-    def _save_bearer_token(self, token, request, *args, **kwargs):
+    def store_bearer_token(self, token, request, *args, **kwargs):
         if OFFLINE_SCOPE not in token.get("scope", "").split():
             # Refresh tokens are the "stay connected" the user may switch off on the consent screen.
             token.pop("refresh_token", None)
@@ -60,7 +65,7 @@ class AvtrzOAuth2Validator(OAuth2Validator):
         if superseded is not None and "refresh_token" in token:
             self._issue_after_rotation(token, request, superseded)
         else:
-            super()._save_bearer_token(token, request, *args, **kwargs)
+            super().store_bearer_token(token, request, *args, **kwargs)
         Connection.objects.filter(pk=request.connection.pk).update(last_used_at=timezone.now())
 
     def _superseded_refresh_token(self, request):
@@ -87,13 +92,13 @@ class AvtrzOAuth2Validator(OAuth2Validator):
         """
         if not AccessToken.objects.filter(source_refresh_token=superseded).exists():
             raise errors.InvalidGrantError(request=request)
-        self._check_and_set_request_resource(request)
+        self.check_and_set_resource(request)
         expires = timezone.now() + timedelta(
             seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
         )
         # The superseded token's one successor slot is taken: this access token has no source.
-        access_token = self._create_access_token(expires, request, token)
-        self._create_refresh_token(request, token["refresh_token"], access_token, superseded)
+        access_token = self.create_access_token(expires, request, token)
+        self.create_refresh_token(request, token["refresh_token"], access_token, superseded)
 
     def _connection_for(self, request) -> Connection:
         if request.grant_type == "authorization_code":
@@ -107,13 +112,13 @@ class AvtrzOAuth2Validator(OAuth2Validator):
             raise errors.InvalidGrantError(request=request)
         return connection
 
-    def _create_access_token(self, expires, request, token, source_refresh_token=None):
-        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+    def create_access_token(self, expires, request, token, source_refresh_token=None):
+        access_token = super().create_access_token(expires, request, token, source_refresh_token)
         connections.link_token(request.connection, access_token=access_token, code_digest=_code_digest(request))
         return access_token
 
-    def _create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
-        refresh_token = super()._create_refresh_token(request, refresh_token_code, access_token, previous_refresh_token)
+    def create_refresh_token(self, request, refresh_token_code, access_token, previous_refresh_token):
+        refresh_token = super().create_refresh_token(request, refresh_token_code, access_token, previous_refresh_token)
         connections.link_token(request.connection, refresh_token=refresh_token, code_digest=_code_digest(request))
         return refresh_token
 

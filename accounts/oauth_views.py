@@ -27,7 +27,6 @@ from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.models import get_application_model
-from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import (
@@ -36,13 +35,13 @@ from oauth2_provider.views import (
     DynamicClientRegistrationManagementView,
     DynamicClientRegistrationView,
     OAuthProtectedResourceMetadataView,
+    OAuthServerMetadataView,
 )
 from oauth2_provider.views import TokenView as DOTTokenView
-from oauth2_provider.views.dynamic_client_registration import _parse_metadata
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 
-from accounts import cimd
+from accounts import cimd, dot
 from accounts.connections import last_revoked, revoked_by
 from accounts.oauth import (
     MCP_TOOLS,
@@ -169,7 +168,7 @@ class ConsentView(AuthorizationView):
         response = super().error_response(error, application, **kwargs)
         if isinstance(response, OAuth2ResponseRedirect):
             # RFC 9207 asks for `iss` on error responses too; DOT adds it to successes only.
-            response["Location"] = _add_iss_to_redirect(response["Location"], issuer())
+            response["Location"] = dot.add_iss_to_redirect(response["Location"], issuer())
         return response
 
     def get_form_kwargs(self) -> dict:
@@ -336,7 +335,7 @@ def _read_metadata(request: HttpRequest) -> tuple[dict | None, JsonResponse | No
     except RequestDataTooBig:
         return None, _refusal("invalid_client_metadata", "The registration request is too large.")
     try:
-        return _parse_metadata(body)
+        return dot.parse_registration_metadata(body)
     except RecursionError:
         return None, _refusal("invalid_client_metadata", "Request body must be valid JSON")
 
@@ -422,7 +421,7 @@ def _use_registrable(request: HttpRequest) -> tuple[dict | None, JsonResponse | 
     registered, error = _registrable(metadata)
     if error:
         return None, error
-    request._body = json.dumps(registered).encode()
+    dot.replace_registration_body(request, registered)
     return metadata, None
 
 
@@ -465,18 +464,24 @@ class RegistrationManagementView(DynamicClientRegistrationManagementView):
         return _registration_response(super().put(request, client_id, *args, **kwargs), metadata)
 
 
+# What OpenID discovery takes from the RFC 8414 document, which DOT's OpenID view leaves out.
+_FROM_SERVER_METADATA = (
+    "registration_endpoint",
+    "revocation_endpoint",
+    "revocation_endpoint_auth_methods_supported",
+    "grant_types_supported",
+)
+
+
 class OpenIDConfigurationView(ConnectDiscoveryInfoView):
     """DOT's OpenID discovery, plus the registration and revocation endpoints and grant types that
-    the RFC 8414 document lists: MCP clients may read either document, and must find the same server."""
+    the RFC 8414 document lists: MCP clients may read either document, and must find the same server,
+    so the values are copied from DOT's RFC 8414 view (a missing one is a 500, not a silent gap)."""
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         data = json.loads(super().get(request, *args, **kwargs).content)
-        data.update(
-            registration_endpoint=self._get_endpoint_url(request, "dcr-register", required=True),
-            revocation_endpoint=self._get_endpoint_url(request, "revoke-token", required=True),
-            revocation_endpoint_auth_methods_supported=oauth2_settings.OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED,
-            grant_types_supported=oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED,
-        )
+        server_metadata = json.loads(OAuthServerMetadataView.as_view()(request).content)
+        data.update({key: server_metadata[key] for key in _FROM_SERVER_METADATA})
         return JsonResponse(data, headers={"Access-Control-Allow-Origin": "*"})
 
 
