@@ -10,7 +10,9 @@ Every HTTP request first gets its request id (`avtrz.logs.RequestIdApp`), the fa
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avtrz.settings")
@@ -41,7 +43,8 @@ async def route(scope, receive, send):
         raise ValueError(f"Unsupported ASGI scope type {scope['type']!r}")
 
 
-application = RequestIdApp(route)
+# The client's address and scheme from X-Forwarded-For/-Proto, only when the peer is one of our proxies.
+application = RequestIdApp(ProxyHeadersMiddleware(route, trusted_hosts=settings.TRUSTED_PROXY_IPS))
 
 
 async def _lifespan(receive, send):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import sys
@@ -339,6 +340,19 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# The reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
+# X-Forwarded-Proto are believed (avtrz/asgi.py; uvicorn runs with --no-proxy-headers, so this is the
+# only place that decides). Default none: the peer is the client, and no client can choose the
+# address the per-address limits (sign-in, key guessing, registration) count.
+TRUSTED_PROXY_IPS = envlist("TRUSTED_PROXY_IPS")
+for _proxy in TRUSTED_PROXY_IPS:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXY_IPS: {_proxy!r} is not an address or a network (like 10.0.0.5 or 10.0.0.0/8); list "
+            "your proxies' addresses: trusting any sender would let every client pick its address."
+        ) from None
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not TESTING)

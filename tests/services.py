@@ -140,6 +140,7 @@ def uvicorn_cmd(port: int, workers: int = 1) -> list[str]:
         "--workers",
         str(workers),
         "--no-access-log",
+        "--no-proxy-headers",  # as the Procfile: the app decides whom to believe (TRUSTED_PROXY_IPS)
     ]
 
 
