@@ -10,7 +10,22 @@ from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def _error_response(description: str, *, retry_after: bool = False) -> dict:
+# draft-ietf-httpapi-ratelimit-headers, on every answer that passed the meter (api.rate_limit_headers).
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {
+        "schema": {"type": "string"},
+        "description": "The workspace's token bucket as a structured field, e.g. "
+        '`"burst";q=60;w=12`: bursts of q requests, refilled in w seconds (the plan\'s sustained rate is q/w).',
+    },
+    "RateLimit": {
+        "schema": {"type": "string"},
+        "description": 'What is left of it after this request, e.g. `"burst";r=59;t=0`: r requests may follow at '
+        "once; when r is 0, t is the seconds until the next one.",
+    },
+}
+
+
+def _error_response(description: str, *, retry_after: bool = False, metered: bool = False) -> dict:
     response = {
         "description": description,
         "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
@@ -21,6 +36,9 @@ def _error_response(description: str, *, retry_after: bool = False) -> dict:
     }
     if retry_after:
         response["headers"]["Retry-After"] = {"schema": {"type": "integer"}, "description": "Seconds to wait."}
+    if metered:
+        # Not on every such answer: an address guessing keys, or a refused new profile, never reached the bucket.
+        response["headers"].update({name: {**header, "required": False} for name, header in RATE_LIMIT_HEADERS.items()})
     return response
 
 
@@ -81,27 +99,46 @@ def openapi_document() -> dict:
                     "parameters": profile_params,
                     "responses": {
                         "302": {
-                            "description": "The profile has a photo: Location is its durable, immutable URL.",
+                            "description": "The profile has a photo: Location is its durable, immutable URL "
+                            "(Cache-Control: public, max-age=86400). Over the rate limit, a request that prefers an "
+                            "image (<img>) and whose photo is known gets the same redirect, not billed, with "
+                            "Cache-Control: private, max-age=60 (JSON callers get the 429).",
                             "headers": {
                                 "Location": {"schema": {"type": "string", "format": "uri"}},
                                 "ETag": {"schema": {"type": "string"}},
                                 "Cache-Control": {"schema": {"type": "string"}},
+                                **RATE_LIMIT_HEADERS,
                             },
                         },
-                        "304": {"description": "If-None-Match matches the current image. Not billed."},
+                        "304": {
+                            "description": "If-None-Match matches the profile's current image: answered before the "
+                            "meter, so neither billed nor counted against the rate limit.",
+                            "headers": {"ETag": {"schema": {"type": "string"}}},
+                        },
                         "200": {
-                            "description": "No photo (unknown profile, or still enriching): an SVG monogram.",
-                            "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
+                            "description": "No photo: an SVG monogram. Avtrz-Profile-Status says why, in the words "
+                            "the MCP tools use: enriching (still being fetched, or LinkedIn refused us for now and "
+                            "we retry: ask again later), not_found, or resolved (the profile has no photo).",
+                            "headers": {
+                                "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
+                                "Avtrz-Profile-Status": {
+                                    "schema": {"type": "string", "enum": ["enriching", "not_found", "resolved"]}
+                                },
+                                **RATE_LIMIT_HEADERS,
+                            },
                             "content": {"image/svg+xml": {"schema": {"type": "string"}}},
                         },
                         "400": _error_response("Bad parameters."),
                         "401": _error_response(
                             "Missing, invalid or revoked key; domain not allowed; secret key in the URL."
                         ),
-                        "402": _error_response("The workspace's monthly quota is spent."),
+                        "402": _error_response("The workspace's monthly quota is spent.", metered=True),
                         "429": _error_response(
-                            "The workspace's rate limit was exceeded, or this address sent too many invalid keys.",
+                            "The workspace's rate limit was exceeded (RateLimit says when to retry), or this "
+                            "address sent too many invalid keys. A refused request does no work: the profile is "
+                            "not looked up.",
                             retry_after=True,
+                            metered=True,
                         ),
                         "503": UNAVAILABLE,
                     },

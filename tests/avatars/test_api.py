@@ -297,7 +297,12 @@ def test_the_fast_path_replays_a_redirect_and_still_counts_it(
     first = _fast(pk, username="eileen-collins")
     replayed = [_fast(pk, username="eileen-collins") for _ in range(3)]
     assert first[0] == 302
-    assert all(answer == first for answer in replayed)
+
+    def same_answer(answer):  # RateLimit says what is left of the bucket: it changes every time
+        status, headers = answer
+        return status, {name: value for name, value in headers.items() if name != b"ratelimit"}
+
+    assert all(same_answer(answer) == same_answer(first) for answer in replayed)
     assert requests_used(acme) == 5  # every replay passed the meter
 
     with django_capture_on_commit_callbacks(execute=True):

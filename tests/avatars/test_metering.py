@@ -5,7 +5,7 @@ import pytest
 
 from avtrz.avatars import api
 from avtrz.avatars.models import Profile
-from tests.avatars.test_api import IMG, get, requests_used
+from tests.avatars.test_api import IMG, _fast, get, requests_used
 from workspaces import usage
 from workspaces.models import DailyUsage, Plan, UsagePeriod, WorkspaceProfile
 
@@ -112,3 +112,45 @@ def test_a_blocked_profile_is_enriching_on_both_channels(client, pk, acme):
     assert response["Cache-Control"] == "no-store"
     assert response[api.STATUS_HEADER] == "enriching"
     assert profile_avatar(acme, None, "walled-off", 64).structured["status"] == "enriching"
+
+
+def test_metered_answers_carry_the_rate_limit_headers(client, pk, eileen):
+    limits(per_second=5, burst=60)
+    first = get(client, key=pk, username="eileen-collins")
+    second = get(client, key=pk, username="eileen-collins", **IMG)
+    assert first.status_code == second.status_code == 302
+    assert first["RateLimit-Policy"] == '"burst";q=60;w=12'
+    assert first["RateLimit"] == '"burst";r=59;t=0'
+    assert second["RateLimit"] == '"burst";r=58;t=0'
+
+
+def test_the_monogram_answer_carries_them_too(client, pk, linkedin, settings):
+    settings.AVTRZ_ENRICH_WAIT_S = 0
+    limits(per_second=5, burst=60)
+    linkedin.answer("nobody-here", 404)
+    response = get(client, key=pk, username="nobody-here")
+    assert response.status_code == 200
+    assert response["RateLimit"] == '"burst";r=59;t=0'
+
+
+def test_over_the_rate_json_gets_429_with_retry_after_and_headers(client, pk, eileen, acme):
+    limits(per_second=1, burst=2)
+    statuses = [get(client, key=pk, username="eileen-collins").status_code for _ in range(3)]
+    response = get(client, key=pk, username="eileen-collins")
+    assert statuses[:2] == [302, 302] and response.status_code == 429
+    assert response["Retry-After"] == "1"
+    assert response["RateLimit-Policy"] == '"burst";q=2;w=2'
+    assert response["RateLimit"] == '"burst";r=0;t=1'
+    assert response["Cache-Control"] == "no-store"
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert "bursts of 2" in response.json()["error"]["message"]
+    assert requests_used(acme) == 2
+
+
+def test_the_fast_path_replay_counts_down_the_bucket(client, pk, eileen):
+    limits(per_second=5, burst=60)
+    get(client, key=pk, username="eileen-collins")  # warm: answered by Django
+    answers = [_fast(pk, username="eileen-collins") for _ in range(3)]
+    assert [status for status, _ in answers] == [302, 302, 302]
+    assert [headers[b"ratelimit"] for _, headers in answers] == [b'"burst";r=%d;t=0' % n for n in (58, 57, 56)]
+    assert all(headers[b"ratelimit-policy"] == b'"burst";q=60;w=12' for _, headers in answers)
