@@ -381,14 +381,17 @@ def _process_cache() -> HotCache:
 
 
 _instance: HotCache | None = None
+_instance_url: str | None = None
 _instance_lock = threading.Lock()
 
 
 def instance() -> HotCache:
-    global _instance
-    if _instance is None:
+    """This process's cache, for the REDIS_URL in effect (tests switch it)."""
+    global _instance, _instance_url
+    if _instance is None or _instance_url != settings.REDIS_URL:
         with _instance_lock:
-            _instance = _instance or _process_cache()
+            if _instance is None or _instance_url != settings.REDIS_URL:
+                _instance, _instance_url = _process_cache(), settings.REDIS_URL
     return _instance
 
 

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-_client: redis.Redis | None = None
+_clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
 
 
@@ -33,9 +33,8 @@ def connect(**options) -> redis.Redis:
 
 
 def client() -> redis.Redis:
-    """The process's shared client (thread-safe: it pools connections)."""
-    global _client
+    """The process's shared client of REDIS_URL (thread-safe: it pools connections)."""
     with _lock:
-        if _client is None:
-            _client = connect()
-        return _client
+        if settings.REDIS_URL not in _clients:
+            _clients[settings.REDIS_URL] = connect()
+        return _clients[settings.REDIS_URL]
