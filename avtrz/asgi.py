@@ -2,7 +2,8 @@
 
 HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint, which the MCP
 SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
-lifespan runs the MCP session manager, which must be running before it can serve a request.
+lifespan runs the MCP session manager, which must be running before it can serve a request, and
+at shutdown stores the usage counted since the last flush.
 Every HTTP request first gets its request id (`avtrz.logs.RequestIdApp`), the fast path's and
 `/mcp`'s answers included. WebSockets (the dashboard's live updates) go to Channels, routed in
 `workspaces.routing`.
@@ -10,6 +11,7 @@ Every HTTP request first gets its request id (`avtrz.logs.RequestIdApp`), the fa
 
 import os
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -23,6 +25,7 @@ from avtrz.avatars.fastpath import AvatarFastPath  # noqa: E402  (needs Django s
 from avtrz.logs import RequestIdApp  # noqa: E402
 from mcpserver import app as mcp  # noqa: E402
 from workspaces import routing as websockets  # noqa: E402
+from workspaces import usage  # noqa: E402
 
 
 http_application = AvatarFastPath(django_application)
@@ -52,4 +55,5 @@ async def _lifespan(receive, send):
     async with mcp_application.lifespan:
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
+    await sync_to_async(usage.flush_at_shutdown, thread_sensitive=False)()
     await send({"type": "lifespan.shutdown.complete"})

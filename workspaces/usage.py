@@ -266,13 +266,16 @@ def _flush_forever() -> None:
             close_old_connections()
 
 
-def _flush_at_exit() -> None:
-    """Store everything counted before the process ends: uvicorn and Celery turn SIGTERM (a deploy, a
-    scale-down) into a normal exit, which runs this."""
+def flush_at_shutdown() -> None:
+    """Store everything counted before the process ends. uvicorn calls it through the ASGI lifespan
+    (`avtrz.asgi`) once a SIGTERM (a deploy, a scale-down) has drained the requests in flight, as it
+    ends the process by that signal, where exit hooks never run; other processes at their exit."""
     try:
         flush_now(force=True)
     except Exception:
-        log.exception("usage flush at exit failed: requests counted since the last flush are lost")
+        log.exception("usage flush at shutdown failed: requests counted since the last flush are lost")
+    finally:
+        close_old_connections()
 
 
 def _ensure_flusher() -> None:
@@ -283,4 +286,4 @@ def _ensure_flusher() -> None:
             if _flusher is None:
                 _flusher = threading.Thread(target=_flush_forever, name="avtrz-usage-flush", daemon=True)
                 _flusher.start()
-                atexit.register(_flush_at_exit)
+                atexit.register(flush_at_shutdown)
