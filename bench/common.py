@@ -104,6 +104,6 @@ def prepare(env: dict[str, str]) -> str:
         "shell",
         "-c",
         "from workspaces.models import Plan; Plan.objects.update("
-        "monthly_requests=10**9, monthly_new_profiles=10**6, requests_per_second=10**6)",
+        "monthly_requests=10**9, monthly_new_profiles=10**6, requests_per_second=10**6, burst=10**6)",
     )
     return re.search(r"Demo publishable key:\s+(\S+)", out).group(1)
