@@ -34,10 +34,17 @@ from avtrz.avatars.models import AvatarImage, OptOut, OptOutChange, Profile, Rem
 log = logging.getLogger(__name__)
 
 CONFIRM_WITHIN = timedelta(days=3)
-# Requests a day: per email address (so the page cannot flood a mailbox) and per profile.
+# Requests a day: per client address (one sender cannot mail many), per email address (nor flood
+# one mailbox) and per profile.
+REQUESTS_PER_CLIENT = 20
 REQUESTS_PER_ADDRESS = 3
 REQUESTS_PER_PROFILE = 5
 REQUEST_WINDOW_S = 24 * 3600
+LIMITED = {
+    "removal-client": "from your network",
+    "removal-address": "for this email address",
+    "removal-profile": "for this profile",
+}
 # What support promises on the privacy page: a confirmed request is handled within this many days.
 HANDLED_WITHIN_DAYS = 3
 # Purge retries back off exponentially up to this; a purge still failing is retried by the beat.
@@ -61,9 +68,10 @@ def _address_ident(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
-def request_removal(handle: str, email: str, reason: str) -> RemovalRequest:
+def request_removal(handle: str, email: str, reason: str, *, client_ip: str) -> RemovalRequest:
     """Record an unconfirmed request and mail its confirmation link to `email`."""
     for scope, ident, limit in (
+        ("removal-client", client_ip, REQUESTS_PER_CLIENT),
         ("removal-address", _address_ident(email), REQUESTS_PER_ADDRESS),
         ("removal-profile", handle, REQUESTS_PER_PROFILE),
     ):
@@ -71,9 +79,8 @@ def request_removal(handle: str, email: str, reason: str) -> RemovalRequest:
         if window.count > limit:
             hours = max(1, round(window.retry_after / 3600))
             raise RequestRefused(
-                f"Too many removal requests for this {'address' if scope == 'removal-address' else 'profile'} "
-                f"today. Try again in about {hours} hour{'s' if hours > 1 else ''}, or write to "
-                f"{settings.AVTRZ_SUPPORT_EMAIL}."
+                f"Too many removal requests {LIMITED[scope]} today. Try again in about {hours} "
+                f"hour{'s' if hours > 1 else ''}, or write to {settings.AVTRZ_SUPPORT_EMAIL}."
             )
     token = secrets.token_urlsafe(32)
     with transaction.atomic():

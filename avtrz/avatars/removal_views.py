@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_safe
 
+from avtrz import throttle
 from avtrz.avatars import removal
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 
@@ -69,7 +70,9 @@ def request_form(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            removal.request_removal(data["profile"], data["email"], data["reason"])
+            removal.request_removal(
+                data["profile"], data["email"], data["reason"], client_ip=throttle.client_ip(request)
+            )
         except removal.RequestRefused as exc:
             form.add_error(None, str(exc))
             return render(request, "removal/request.html", _context(form=form), status=429)
