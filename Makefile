@@ -55,6 +55,12 @@ test: $(VENV)/.dev
 prod-local: $(VENV)/.runtime
 	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bin/prod-local
 
+# The benchmarks need the development requirements (wrk, PostgreSQL and Redis as each script says):
+# `make bench` runs bench/avatar.py, `make bench BENCH=load` bench/load.py, and so on.
+BENCH ?= avatar
+bench: $(VENV)/.dev
+	$(BIN)/python bench/$(BENCH).py
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 

@@ -11,11 +11,13 @@ to Sentry events.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import logging.config
+import os
 import re
-import uuid
+import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -30,6 +32,22 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 # What we accept from a proxy: short, and nothing that could forge a log line or a header.
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _RequestIds:
+    """Request ids we make: 32 hex characters, a random prefix per process and a counter, unique across
+    processes and hosts like uuid4 and a third of its cost on the avatar hit path."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(10)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+new_request_id = _RequestIds()
+os.register_at_fork(after_in_child=new_request_id.__init__)  # a forked child must not repeat its parent's
 
 # Our keys and Stripe's share the shape `sk_live_…`; the prefix and last four identify one safely.
 API_KEY = re.compile(r"\b((?:sk|pk|rk)_(?:live|test)_)[A-Za-z0-9_-]+")
@@ -133,7 +151,7 @@ class JsonFormatter(logging.Formatter):
 
 def adopt_request_id(given: str) -> str:
     """The proxy's request id when it is a sane token, else a new one; made current for this context."""
-    rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    rid = given if SANE_REQUEST_ID.match(given) else new_request_id()
     request_id.set(rid)
     return rid
 

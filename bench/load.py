@@ -1,7 +1,8 @@
 """Load test: a mixed load on a production-style server, then an exact check of the usage meter.
 
-Run: `.venv/bin/python bench/load.py` (needs PostgreSQL and Redis on loopback: DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/avtrz_load, a database this script creates and drops; REDIS_URL).
+Run: `.venv/bin/python bench/load.py` (needs PostgreSQL and Redis on loopback: it creates its own
+database, `avtrz_bench_<random>`, on BENCH_POSTGRES_URL's server and drops it afterwards, and uses
+BENCH_REDIS_URL; DATABASE_URL and REDIS_URL are never read, see bench/common.py).
 Two uvicorn workers serve the demo directory; a fixture LinkedIn server on 127.0.0.1 answers the
 profiles nobody has looked up yet. For BENCH_DURATION seconds (default 20) BENCH_CONCURRENCY requests
 (default 32) stay in flight, each picked at random: `/v1/avatar` cache hits (some revalidating with
@@ -24,9 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -36,14 +35,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, manage, prepare, server_env, uvicorn  # noqa: E402
+from bench.common import free_port, manage, prepare, scratch_database, server_env, uvicorn  # noqa: E402
 from bench.mcp import mint_token, tool_call  # noqa: E402
 from tests.fixture_server import FixtureServer  # noqa: E402
 
 
 DURATION_S = float(os.environ.get("BENCH_DURATION", "20").removesuffix("s"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/avtrz_load")
 WORKERS = 2
 # What share of the requests each kind gets.
 MIX = {"hit": 0.80, "revalidate": 0.05, "miss": 0.05, "mcp": 0.06, "dashboard": 0.04}
@@ -52,22 +50,6 @@ KNOWN = ("eileen-collins", "alex-rivera", "sam-okafor", "jordan-lee")
 NEW_PROFILES = 5000  # more than a run can ask for: every miss is a profile never seen before
 PHOTO_PATH = "/dms/image/v2/LOAD/face.jpg"
 DEMO_LOGIN = {"username": "demo@avtrz.local", "password": "avtrz-demo-2026"}
-
-
-@contextmanager
-def database(url: str):
-    """A fresh PostgreSQL database at `url`, dropped afterwards."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fake_linkedin(server: FixtureServer) -> None:
@@ -229,13 +211,13 @@ def report(load: Load, elapsed: float, base_billed: int, api: int, stored: int) 
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, database(DATABASE_URL), FixtureServer() as linkedin:
+    with tempfile.TemporaryDirectory() as tmp, scratch_database() as database_url, FixtureServer() as linkedin:
         fake_linkedin(linkedin)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
             **server_env(tmp, port),
-            "DATABASE_URL": DATABASE_URL,
+            "DATABASE_URL": database_url,
             "LINKEDIN_BASE_URL": linkedin.url("").rstrip("/"),
             "AVTRZ_PHOTO_HOSTS": "127.0.0.1",
             "AVTRZ_FETCH_ALLOW_PRIVATE": "127.0.0.1",
@@ -254,12 +236,12 @@ def main() -> None:
             # The flushers write counts to Redis twice a second and to the database every 5 s; a loaded
             # machine may run them late, so look again for a few seconds before calling it a mismatch.
             time.sleep(6)
-            api, stored = meters(base, secret, DATABASE_URL)
+            api, stored = meters(base, secret, database_url)
             for _ in range(4):
                 if api == stored == base_billed + load.billed:
                     break
                 time.sleep(1)
-                api, stored = meters(base, secret, DATABASE_URL)
+                api, stored = meters(base, secret, database_url)
         finally:
             server.terminate()
             server.wait()
