@@ -249,8 +249,11 @@ class _Scanner(HTMLParser):
 
 def _scan(html: str) -> _Page:
     scanner = _Scanner()
-    scanner.feed(html)
-    scanner.close()
+    try:
+        scanner.feed(html)
+        scanner.close()
+    except AssertionError:  # HTMLParser gives up on some malformed markup ("<![1"): keep what it read before
+        pass
     blocks = []
     for script in scanner.scripts:
         try:

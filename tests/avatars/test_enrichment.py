@@ -15,6 +15,7 @@ from tests.avatars.conftest import IMAGES
 
 
 pytestmark = pytest.mark.django_db
+HTML = {"Content-Type": "text/html; charset=utf-8"}
 
 
 def stored(digest: str, fmt: str = "webp") -> Image.Image:
@@ -79,6 +80,11 @@ def test_anti_bot_answers_mean_blocked_and_retry_later(linkedin, status, body, o
     assert timedelta(minutes=4) < first_retry <= timedelta(minutes=5)
     profile = enrichment.enrich("walled")
     assert profile.next_check_at - timezone.now() > first_retry  # backs off
+
+
+def test_markup_the_html_parser_gives_up_on_is_garbage_not_a_crash(linkedin):
+    linkedin.answer("broken", 200, b"<html><head><title>x</title></head><body><![1 garbage", headers=HTML)
+    assert enrichment.enrich("broken").status == Profile.Status.BLOCKED
 
 
 def test_redirect_to_the_login_wall_is_blocked(linkedin):
