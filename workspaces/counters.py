@@ -209,6 +209,10 @@ class _Lease:
     seed: int = 0
     ttl: int = 60
     last_use: float = 0.0  # epoch seconds
+    # Redis had no room left under this limit: refused from memory until then (tokens other processes'
+    # idle leases give back return within LEASE_IDLE_S; a raised limit asks again at once).
+    spent_until: float = 0.0
+    spent_limit: int = 0
 
 
 @dataclass
@@ -311,6 +315,8 @@ class LeasedCounters:
             if lease is None:
                 lease = self._leases[meter.period_id] = _Lease(seed=meter.requests_used, ttl=_ttl(meter, now))
             bucket.last_use = lease.last_use = now
+            if lease.tokens <= 0 and now < lease.spent_until and meter.requests_limit == lease.spent_limit:
+                return _quota_exceeded(bucket.remaining)
             if bucket.tokens > 0 and lease.tokens > 0:
                 bucket.tokens -= 1
                 lease.tokens -= 1
@@ -352,6 +358,7 @@ class LeasedCounters:
             bucket.tokens += rate_grant - take_rate
             if take_quota and not quota_grant:
                 bucket.tokens += 1  # not admitted: its rate token stays in the lease
+                lease.spent_until, lease.spent_limit = now + LEASE_IDLE_S, meter.requests_limit
                 return _quota_exceeded(bucket.remaining)
             lease.tokens += quota_grant - take_quota
             return self._count(meter, key_id, bucket, lease, now)

@@ -69,6 +69,12 @@ class Meter:
     new_profiles_limit: int
     requests_used: int  # when loaded: the seed of the live counter
 
+    def __setstate__(self, state: dict) -> None:
+        # A meter pickled by the release before plans had bursts (key contexts stay in Redis up to an
+        # hour after a deploy) keeps that release's limit, a bucket of one second's requests, until reloaded.
+        state.setdefault("rate_burst", state["requests_per_second"])
+        self.__dict__.update(state)
+
     @property
     def resets_at(self) -> datetime:
         return datetime.fromtimestamp(self.period_ends_at, tz=UTC)

@@ -2,6 +2,7 @@
 what a failed drain or a failed database write keeps, and counts that survive Redis going away."""
 
 import logging
+import pickle
 import socket
 import threading
 from contextlib import contextmanager
@@ -173,6 +174,21 @@ def test_local_only_refuses_from_memory_once_redis_said_the_bucket_is_empty(cloc
     with redis_away(redis_client):
         refused = live.admit(meter(rate=1, burst=1), None, local_only=True)
     assert refused is not None and refused.reason == "rate_limited"
+
+
+def test_local_only_refuses_from_memory_once_redis_said_the_quota_is_spent(clock, redis_client):
+    live = LeasedCounters(redis_client, clock)
+    admit_many(live, 2, limit=1)
+    with redis_away(redis_client):
+        refused = live.admit(meter(limit=1), None, local_only=True)
+        assert live.admit(meter(limit=2), None, local_only=True) is None  # a raised limit asks Redis again
+    assert refused is not None and refused.reason == "quota_exceeded"
+
+
+def test_a_meter_cached_before_plans_had_bursts_keeps_a_one_second_bucket():
+    old = pickle.dumps(meter(rate=5, burst=60))
+    old = old.replace(b"rate_burst", b"gone_burst")  # as the previous release pickled it: no burst
+    assert pickle.loads(old).rate_burst == 5  # noqa: S301 (our own bytes)
 
 
 def test_no_redis_call_happens_under_the_lock(clock, redis_client):
