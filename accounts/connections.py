@@ -2,17 +2,30 @@
 server resolves a bearer token to.
 
 Multi-model writes run in one transaction each, with their audit row.
+
+The MCP endpoint's token check is cached (`token_grant`): a verified token's workspace and expiry
+sit in the hot cache under the token's SHA-256 digest, so a warm call touches no database. Every
+way a token stops working drops that entry on every worker once its transaction commits: deleting
+the access token (DOT's revoke endpoint, refresh-token rotation, a replayed code's family, the
+dashboard's and the admin's revoke, member removal: they all delete it), deleting its connection
+(the workspace, the user or the client deleted), deactivating its user, and editing the token
+(saved, as the admin does). Expiry is read from the cached expiry time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete, post_save, pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from oauth2_provider.models import (
     AbstractApplication,
@@ -24,6 +37,7 @@ from oauth2_provider.models import (
 
 from accounts.models import Connection, ConnectionLink, User
 from accounts.oauth import mcp_resource_url
+from avtrz import hotcache
 from workspaces.models import AuditEvent, Membership, Workspace
 
 
@@ -277,10 +291,10 @@ def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | No
     """The access token and the workspace it acts for, if ``token`` may call the MCP server now.
 
     None when the token is unknown, expired or revoked, was issued for another resource, or its
-    user is no longer active or no longer a member of the workspace. Two queries; plain sync
-    code, so async callers wrap it in ``sync_to_async``.
+    user is no longer active or no longer a member of the workspace. Two queries, uncached (the MCP
+    endpoint asks ``token_grant``); plain sync code, kept off the event loop.
     """
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    checksum = _token_checksum(token)
     access_token = (
         AccessToken.objects.select_related("user", "application", "connection_link__connection__workspace__plan")
         .filter(
@@ -298,6 +312,104 @@ def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | No
     if not Membership.objects.filter(user_id=access_token.user_id, workspace_id=connection.workspace_id).exists():
         return None
     return access_token, connection.workspace
+
+
+GRANT_CACHE_PREFIX = "mcp:token:"
+# A cached check is redone against the database at least this often, whatever the token's expiry.
+TOKEN_CACHE_MAX_TTL = 3600
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A verified MCP access token as the endpoint caches it: the workspace it acts for, and until when."""
+
+    workspace: Workspace
+    expires_at: float  # epoch seconds
+
+    def is_live(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+def _token_cache_key(checksum: str) -> str:
+    return GRANT_CACHE_PREFIX + checksum
+
+
+def _token_checksum(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _caches_tokens() -> bool:
+    # Only where every process hears a revocation (Redis and its invalidation channel): an in-process
+    # cache would keep a token working in one process after another one (the admin, a shell) revoked it.
+    return bool(settings.REDIS_URL)
+
+
+def cached_token_grant(token: str, *, local_only: bool = False) -> TokenGrant | None:
+    """The cached grant of ``token``, expired or not (the caller compares ``expires_at`` with its
+    clock); None when nothing is cached. ``local_only``: from this process's memory alone, no network
+    I/O (for the event loop, see ``hotcache.get``)."""
+    if not _caches_tokens():
+        return None
+    found = hotcache.get(_token_cache_key(_token_checksum(token)), local_only=local_only)
+    return found if isinstance(found, TokenGrant) else None
+
+
+def token_grant(token: str) -> TokenGrant | None:
+    """What ``token`` may do at the MCP endpoint: from the hot cache, else checked in the database
+    (``workspace_for_access_token``) and then cached until it expires. None when it may not."""
+    cached = cached_token_grant(token)
+    if cached is not None:
+        return cached
+    # A revocation committed between our read and our write would be undone by the write: it is
+    # kept only when no cached value changed anywhere meanwhile (which also says the invalidation
+    # channel is up).
+    generation = hotcache.generation() if _caches_tokens() else None
+    found = workspace_for_access_token(token)
+    if found is None:
+        return None
+    access_token, workspace = found
+    grant = TokenGrant(workspace=workspace, expires_at=access_token.expires.timestamp())
+    ttl = min(TOKEN_CACHE_MAX_TTL, grant.expires_at - time.time())
+    if generation is not None and ttl >= 1 and hotcache.generation() == generation:
+        hotcache.set(_token_cache_key(access_token.token_checksum), grant, ttl)
+    return grant
+
+
+def forget_token_grants(checksums: Iterable[str]) -> None:
+    """Drop the cached checks of these tokens (SHA-256 digests) on every worker, once the current
+    transaction commits: before that, a worker re-reading the database would still find them live."""
+    keys = [_token_cache_key(checksum) for checksum in checksums]
+    if keys and _caches_tokens():
+        transaction.on_commit(lambda: hotcache.delete_many(keys))
+
+
+@receiver(post_delete, sender=AccessToken, dispatch_uid="accounts.forget-deleted-token")
+def _access_token_deleted(sender, instance, **kwargs) -> None:
+    # Every revocation deletes the access token: DOT's revoke endpoint and rotation, revoke_family,
+    # and our own _revoke and revoke_tokens_from_code.
+    forget_token_grants([instance.token_checksum])
+
+
+@receiver(post_save, sender=AccessToken, dispatch_uid="accounts.forget-edited-token")
+def _access_token_edited(sender, instance, created, **kwargs) -> None:
+    # An edit (support changing its expiry or audience in the admin) is checked again.
+    if not created:
+        forget_token_grants([instance.token_checksum])
+
+
+@receiver(pre_delete, sender=Connection, dispatch_uid="accounts.forget-deleted-connection-tokens")
+def _connection_deleted(sender, instance, **kwargs) -> None:
+    # Deleting a workspace, a user or a client deletes its connections, and with them the token
+    # links, while DOT's access token rows may outlive them unbound.
+    forget_token_grants(
+        AccessToken.objects.filter(connection_link__connection=instance).values_list("token_checksum", flat=True)
+    )
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.forget-deactivated-user-tokens")
+def _user_saved(sender, instance, created, **kwargs) -> None:
+    if not created and not instance.is_active:
+        forget_token_grants(AccessToken.objects.filter(user=instance).values_list("token_checksum", flat=True))
 
 
 def clear_abandoned_registrations(*, older_than: timedelta = timedelta(days=1)) -> int:

@@ -489,6 +489,10 @@ AVTRZ_UPSTREAM_BREAKER_FAILURES = envint("AVTRZ_UPSTREAM_BREAKER_FAILURES", 5)
 AVTRZ_UPSTREAM_BREAKER_OPEN_S = envint("AVTRZ_UPSTREAM_BREAKER_OPEN_S", 60)
 # How long a request for an unknown profile waits for enrichment before answering with the monogram.
 AVTRZ_ENRICH_WAIT_S = envfloat("AVTRZ_ENRICH_WAIT_S", 2.0)
+# MCP tool calls' sync work, off Django's one sync thread (mcpserver.lanes): threads for token checks
+# and cached lookups, and at most this many lookups that query the database or wait for enrichment.
+MCP_WARM_THREADS = envint("MCP_WARM_THREADS", 4)
+MCP_COLD_LOOKUPS = envint("MCP_COLD_LOOKUPS", 8)
 # Resolved profiles are re-checked at least this often, and before their photo URL expires.
 AVTRZ_STALE_AFTER_DAYS = envint("AVTRZ_STALE_AFTER_DAYS", 14)
 CELERY_BEAT_SCHEDULE |= {

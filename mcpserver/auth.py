@@ -5,6 +5,10 @@ promises "Not authenticated" for a token that no longer works, so the user knows
 This layer answers 401 itself (RFC 6750 §3, RFC 9728 §5.1) and, for a valid token, puts the
 connection's workspace in the ASGI scope, where the tools read it.
 
+A token this process checked before is answered from its memory on the event loop (no I/O); any
+other goes to the warm lane (`mcpserver.lanes`), which asks Redis and then the database. Either way
+the expiry is compared with the clock here, so an expired token is refused without a query.
+
 Every challenge names the scopes to request (`scope="..."`, RFC 6750 §3): MCP clients take their
 scopes from the challenge first (the authorization spec's scope selection strategy).
 """
@@ -12,16 +16,16 @@ scopes from the challenge first (the authorization spec's scope selection strate
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
-from oauth2_provider.models import AbstractAccessToken
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from accounts.connections import workspace_for_access_token
+from accounts.connections import cached_token_grant, token_grant
 from accounts.oauth import RESOURCE_SCOPES
+from mcpserver import lanes
 from workspaces.models import Workspace
 
 
@@ -34,7 +38,6 @@ class BoundConnection:
     """Who a request acts for: the workspace its token was bound to at consent."""
 
     workspace: Workspace
-    access_token: AbstractAccessToken
 
 
 def resource_metadata_url() -> str:
@@ -53,28 +56,19 @@ def bound_connection(scope: Scope) -> BoundConnection:
 
 
 class BearerAuth:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, clock: Callable[[], float] = time.time) -> None:
         self.app = app
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _bearer_token(scope)
         if token is None:
             # No credentials yet: no error code, just where to start.
             return await _unauthorized(send, challenge())
-        found = await sync_to_async(_verify)(token)
-        if found is None:
+        grant = cached_token_grant(token, local_only=True) or await lanes.warm().run(token_grant, token)
+        if grant is None or not grant.is_live(self.clock()):
             return await _unauthorized(send, challenge(error="invalid_token"), error="invalid_token")
-        access_token, workspace = found
-        try:
-            await self.app({**scope, SCOPE_KEY: BoundConnection(workspace, access_token)}, receive, send)
-        finally:
-            # What Django does when a request finishes: drop a connection past CONN_MAX_AGE or broken.
-            await sync_to_async(close_old_connections)()
-
-
-def _verify(token: str):
-    close_old_connections()  # as Django does when a request starts
-    return workspace_for_access_token(token)
+        await self.app({**scope, SCOPE_KEY: BoundConnection(grant.workspace)}, receive, send)
 
 
 def _bearer_token(scope: Scope) -> str | None:

@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 from avtrz.avatars.monogram import initials, monogram_colour
 
 
+# Renditions are content-addressed, so a copy in memory never goes stale: a warm tool call reads no file.
+@lru_cache(maxsize=256)
 def rendition(content_hash: str, fmt: str) -> bytes:
     with default_storage.open(f"avatars/{content_hash}.{fmt}") as blob:
         return blob.read()

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 from mcp_types import ContentBlock, ImageContent, TextContent
 
+from avtrz.avatars import cards
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 from avtrz.avatars.cards import OPTED_OUT, Card
 from avtrz.avatars.models import Profile
@@ -75,6 +76,27 @@ def connector(workspace: Workspace) -> Connector:
         cache.set(cache_key, raw, KEY_CACHE_TTL)
         context = keys.load_context(raw)
     return Connector(key=raw, key_id=context.key_id, meter=context.meter)
+
+
+def key_answerable_from_cache(workspace: Workspace) -> bool:
+    """Whether the connector key and its context are cached, current (not rotated): `connector`
+    then needs no query."""
+    raw = cache.get(keys.connector_cache_key(workspace.pk))
+    context = keys.cached_context(raw) if raw else None
+    return isinstance(context, keys.KeyContext) and context.expires_at is None
+
+
+def avatar_answerable_from_cache(
+    workspace: Workspace, linkedin_url: str | None, username: str | None, size: int
+) -> bool:
+    """Whether `profile_avatar` can answer from caches alone, without waiting for enrichment (see
+    `mcpserver.lanes`). A wrong argument can: its answer needs nothing."""
+    try:
+        handle = normalize_profile_input(linkedin_url or None, username or None)
+    except InvalidProfileInput:
+        return True
+    card = cards.cached_card(handle)
+    return card is not None and card.status != Profile.Status.ENRICHING and key_answerable_from_cache(workspace)
 
 
 def avatar_url(key: str, handle: str, size: int) -> str:

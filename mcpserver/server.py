@@ -1,8 +1,9 @@
 """The Avtrz MCP server: who it says it is, and its three read-only tools.
 
 Tools are thin: they read the bound workspace from the request, run the synchronous lookup in
-`mcpserver.lookups` in Django's sync thread, and turn a failure into an error result the model can
-read. Nothing else (no traceback, no exception text) ever reaches the client.
+`mcpserver.lookups` on a thread of the warm lane when the caches can answer it, else of the cold
+lane (`mcpserver.lanes`), and turn a failure into an error result the model can read. Nothing else
+(no traceback, no exception text) ever reaches the client.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from mcp.server import MCPServer
@@ -23,7 +23,7 @@ from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from avtrz.avatars.api import SIZES
-from mcpserver import lookups
+from mcpserver import lanes, lookups
 from mcpserver.arguments import unknown_arguments, validation_message
 from mcpserver.auth import bound_connection
 from workspaces.models import Workspace
@@ -183,7 +183,15 @@ def build_server() -> MCPServer:
         username: Username = None,
         size: Annotated[Size, Field(description="Square image size in pixels.")] = lookups.PICTURE_SIZE,
     ) -> Annotated[CallToolResult, AvatarOutput]:
-        return await _call(ctx, "get_profile_avatar", lookups.profile_avatar, linkedin_url, username, size)
+        return await _call(
+            ctx,
+            "get_profile_avatar",
+            lookups.profile_avatar,
+            linkedin_url,
+            username,
+            size,
+            warm_if=lookups.avatar_answerable_from_cache,
+        )
 
     @server.tool(
         title="Get profile",
@@ -203,7 +211,9 @@ def build_server() -> MCPServer:
         annotations=READ_ONLY,
     )
     async def get_publishable_key(ctx: Context) -> Annotated[CallToolResult, KeyOutput]:
-        return await _call(ctx, "get_publishable_key", lookups.publishable_key)
+        return await _call(
+            ctx, "get_publishable_key", lookups.publishable_key, warm_if=lookups.key_answerable_from_cache
+        )
 
     return server
 
@@ -216,16 +226,30 @@ def _logo() -> Icon:
     )
 
 
-async def _call(ctx: Context, name: str, lookup: Callable[..., lookups.Result], *args: Any) -> CallToolResult:
+async def _call(
+    ctx: Context,
+    name: str,
+    lookup: Callable[..., lookups.Result],
+    *args: Any,
+    warm_if: Callable[..., bool] | None = None,
+) -> CallToolResult:
+    """Run ``lookup(workspace, *args)``: on the warm lane when ``warm_if(workspace, *args)`` says the
+    caches can answer it (checked there, since asking Redis is I/O), else on the cold lane."""
     workspace: Workspace = bound_connection(ctx.request_context.request.scope).workspace
     try:
-        result = await sync_to_async(lookup)(workspace, *args)
+        result = await lanes.warm().run(_if_warm, warm_if, lookup, workspace, *args) if warm_if else None
+        if result is None:
+            result = await lanes.cold().run(lookup, workspace, *args)
     except lookups.ToolFailure as exc:
         return _error(str(exc))
     except Exception:
         logger.exception("MCP tool %s failed for workspace %s", name, workspace.pk)
         return _error("Avtrz could not answer this request right now. Try again in a moment.")
     return CallToolResult(content=result.content, structured_content=result.structured)
+
+
+def _if_warm(warm_if: Callable[..., bool], lookup: Callable[..., lookups.Result], *args: Any) -> lookups.Result | None:
+    return lookup(*args) if warm_if(*args) else None
 
 
 def _error(message: str) -> CallToolResult:

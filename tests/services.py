@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.conf import settings
 from django.db import connection
 
 
@@ -124,6 +125,16 @@ def server_env(**extra: str) -> dict[str, str]:
         "CACHE_KEY_PREFIX": namespace,
         "AVTRZ_COUNTER_PREFIX": f"{namespace}:",
         **extra,
+    }
+
+
+def shared_cache_env() -> dict[str, str]:
+    """`server_env` overrides that put a server subprocess in this test process's cache namespace and
+    on its invalidation channel, so what the test revokes in-process leaves the server's caches too
+    (with Redis; without it each process caches in its own memory)."""
+    return {
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
+        "AVTRZ_COUNTER_PREFIX": settings.AVTRZ_COUNTER_PREFIX,
     }
 
 

@@ -47,7 +47,8 @@ def serve(tmp_path, settings):
     """Start the real ASGI app (uvicorn) on the test database; yields its base URL.
 
     This process validates and edits the tokens the server issues, so it takes the same public
-    URL (the tokens' audience). Images go to the test's media folder, shared with the server.
+    URL (the tokens' audience), and the same cache namespace, so the server hears the revocations
+    it makes. Images go to the test's media folder, shared with the server.
     """
 
     @contextmanager
@@ -58,7 +59,7 @@ def serve(tmp_path, settings):
         environment = services.server_env(
             PUBLIC_BASE_URL=base,
             MEDIA_ROOT=str(settings.MEDIA_ROOT),
-            **{"CELERY_TASK_ALWAYS_EAGER": "true", **env},
+            **{"CELERY_TASK_ALWAYS_EAGER": "true", **services.shared_cache_env(), **env},
         )
         log = tmp_path / f"server-{port}.log"
         with services.running(services.uvicorn_cmd(port, workers=workers), env=environment, port=port, log=log):

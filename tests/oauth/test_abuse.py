@@ -163,7 +163,8 @@ def test_a_token_stops_working_on_mcp_when_its_user_leaves_the_bound_workspace(
         "MCP-Protocol-Version": "2025-11-25",
     }
     tools_list = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    env = services.server_env(PUBLIC_BASE_URL=base, MEDIA_ROOT=str(tmp_path / "media"))
+    # The server's cache namespace is this process's: the revocation below reaches its token cache.
+    env = services.server_env(PUBLIC_BASE_URL=base, MEDIA_ROOT=str(tmp_path / "media"), **services.shared_cache_env())
     with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"):
         before = requests.post(f"{base}/mcp", json=tools_list, headers=headers, timeout=10)
         Membership.objects.filter(user=alice, workspace=globex).delete()
