@@ -148,6 +148,18 @@ def authenticate_client_body(validator: OAuth2Validator, request) -> bool:
 # ---------------------------------------------------------------- the request validator's hooks
 
 
+def presented_refresh_token(request):
+    """The RefreshToken row a refresh request presented, as DOT's ``validate_refresh_token`` loaded
+    it before the token is saved; None for other grants.
+
+    Relies on ``validate_refresh_token`` keeping it on ``request.refresh_token_instance``: the live
+    row, or a row a rotation revoked less than ``REFRESH_TOKEN_GRACE_PERIOD_SECONDS`` ago (DOT's
+    check E001, silenced in settings, warns that hashed token storage cannot hand back the pair
+    such a rotation issued; ``AvtrzOAuth2Validator`` issues a new pair instead).
+    """
+    return getattr(request, "refresh_token_instance", None)
+
+
 class OAuth2ValidatorHooks(OAuth2Validator):
     """DOT's request validator with the private methods we extend under public names.
 
@@ -156,7 +168,7 @@ class OAuth2ValidatorHooks(OAuth2Validator):
     method of the same signature, which a subclass overrides and extends with ``super()``:
 
     - ``create_grant``: ``_create_authorization_code``, called by ``save_authorization_code``;
-      returns the saved Grant.
+      returns the saved Grant, whose audience is ``request.resource``.
     - ``check_and_set_resource``: ``_check_and_set_request_resource``, called first thing by
       ``_save_bearer_token``; normalises ``request.resource`` to a list and refuses a resource
       beyond the grant's or the refresh token's (``invalid_target``).

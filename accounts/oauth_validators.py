@@ -17,8 +17,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from accounts import client_auth, connections
-from accounts.dot import OAuth2ValidatorHooks
+from accounts import client_auth, connections, dot
 from accounts.models import Connection
 from accounts.oauth import OFFLINE_SCOPE, bind_resource, mcp_resource_url
 from accounts.redirects import redirect_uri_allowed
@@ -30,7 +29,7 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-class AvtrzOAuth2Validator(OAuth2ValidatorHooks):
+class AvtrzOAuth2Validator(dot.OAuth2ValidatorHooks):
     def save_authorization_code(self, client_id, code, request, *args, **kwargs):
         with transaction.atomic():
             super().save_authorization_code(client_id, code, request, *args, **kwargs)
@@ -78,7 +77,7 @@ class AvtrzOAuth2Validator(OAuth2ValidatorHooks):
         """
         if request.grant_type != "refresh_token":
             return None
-        presented = RefreshToken.objects.select_for_update().get(pk=request.refresh_token_instance.pk)
+        presented = RefreshToken.objects.select_for_update().get(pk=dot.presented_refresh_token(request).pk)
         return presented if presented.revoked is not None else None
 
     def _issue_after_rotation(self, token, request, superseded) -> None:
@@ -104,7 +103,7 @@ class AvtrzOAuth2Validator(OAuth2ValidatorHooks):
         if request.grant_type == "authorization_code":
             connection = connections.connection_for_grant(request.code, request.client)
         elif request.grant_type == "refresh_token":
-            link = getattr(request.refresh_token_instance, "connection_link", None)
+            link = getattr(dot.presented_refresh_token(request), "connection_link", None)
             connection = link.connection if link else None
         else:
             connection = None

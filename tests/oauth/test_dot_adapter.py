@@ -428,3 +428,30 @@ def test_a_rotation_keeps_the_family_and_records_the_successor(public, alice):
     assert created["create_refresh_token"][3] == first, broke(
         "OAuth2ValidatorHooks.create_refresh_token", "DOT no longer passes the rotated token as previous_refresh_token"
     )
+
+
+def test_presented_refresh_token_is_the_row_dot_validated_even_within_the_grace(public, alice, settings):
+    RecordingValidator().save_authorization_code(public.client_id, {"code": "the-code"}, _authorized(public, alice))
+    validator = RecordingValidator()
+    validator.save_bearer_token(
+        _pair("one"), _exchange(public, alice, grant_type="authorization_code", code="the-code")
+    )
+    first = RefreshToken.objects.get(application=public)
+    refresh = _exchange(public, alice, grant_type="refresh_token")
+    assert validator.validate_refresh_token("refresh-one", public, refresh), broke(
+        "presented_refresh_token", "DOT refuses a live refresh token"
+    )
+    assert dot.presented_refresh_token(refresh) == first, broke(
+        "presented_refresh_token", "validate_refresh_token does not keep the presented row"
+    )
+    validator.save_bearer_token(_pair("two"), refresh)
+    # A client retrying the lost answer to that rotation presents the rotated token again.
+    assert settings.OAUTH2_PROVIDER["REFRESH_TOKEN_GRACE_PERIOD_SECONDS"] > 0
+    retry = _exchange(public, alice, grant_type="refresh_token")
+    assert validator.validate_refresh_token("refresh-one", public, retry), broke(
+        "presented_refresh_token", "a token rotated within the grace period is refused"
+    )
+    presented = dot.presented_refresh_token(retry)
+    assert presented == first and presented.revoked is not None, broke(
+        "presented_refresh_token", f"within the grace period the presented row is {presented}"
+    )
