@@ -182,6 +182,8 @@ class OptOutChange(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "removal or restoration"
+        verbose_name_plural = "removals log"
 
     def __str__(self) -> str:
         return f"{self.get_action_display()}: {self.handle}"

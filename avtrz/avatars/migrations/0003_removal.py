@@ -118,6 +118,8 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-created_at"],
+                "verbose_name": "removal or restoration",
+                "verbose_name_plural": "removals log",
             },
         ),
         migrations.CreateModel(
