@@ -27,6 +27,7 @@ class PlanAdmin(admin.ModelAdmin):
         "monthly_requests",
         "monthly_new_profiles",
         "requests_per_second",
+        "burst",
         "is_public",
     ]
     list_editable = ["is_public"]

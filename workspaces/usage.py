@@ -24,6 +24,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from avtrz import redisclient
 from workspaces.counters import Admission, LeasedCounters, LocalCounters
 from workspaces.models import ApiKey, DailyUsage, UsagePeriod, Workspace, WorkspaceProfile
 from workspaces.signals import usage_changed
@@ -145,31 +146,14 @@ def requests_used(meter: Meter) -> int:
 
 
 _counters: LocalCounters | LeasedCounters | None = None
-_redis = None
 _lock = threading.Lock()
-
-
-def redis_client():
-    """This process's Redis client (REDIS_URL), shared by the counters and cache invalidation."""
-    global _redis
-    with _lock:
-        if _redis is None:
-            import redis
-
-            # A Redis that stalls must not hold requests: the same timeouts as the cache (REDIS_TIMEOUT_S).
-            timeouts = settings.CACHES["default"].get("OPTIONS", {})
-            _redis = redis.Redis.from_url(
-                settings.REDIS_URL,
-                socket_timeout=timeouts.get("socket_timeout", 1.0),
-                socket_connect_timeout=timeouts.get("socket_connect_timeout", 1.0),
-            )
-        return _redis
 
 
 def counters() -> LocalCounters | LeasedCounters:
     global _counters
     if _counters is None:
-        made = LeasedCounters(redis_client()) if settings.REDIS_URL else LocalCounters()
+        # The shared client: REDIS_TIMEOUT_S on every connect and read, no retries, no waiting twice on a stall.
+        made = LeasedCounters(redisclient.client()) if settings.REDIS_URL else LocalCounters()
         with _lock:
             _counters = _counters or made
     return _counters

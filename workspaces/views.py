@@ -492,6 +492,7 @@ def _limits_drop(current: Plan, new: Plan) -> str:
         ("monthly_requests", "avatar requests a month"),
         ("monthly_new_profiles", "new profiles a month"),
         ("requests_per_second", "requests per second"),
+        ("burst", "requests at once"),
     ):
         before, after = getattr(current, field), getattr(new, field)
         if after < before:
