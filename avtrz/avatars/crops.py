@@ -45,8 +45,13 @@ class Rendered:
 
 
 def save_blob(name: str, data: bytes) -> None:
-    if not default_storage.exists(name):
-        default_storage.save(name, ContentFile(data))
+    """Store `data` under its content-hash `name`, once. A file of another size under that name is what a
+    worker killed mid-write leaves behind: the re-delivered task replaces it rather than keep it forever."""
+    if default_storage.exists(name):
+        if default_storage.size(name) == len(data):
+            return
+        default_storage.delete(name)
+    default_storage.save(name, ContentFile(data))
 
 
 def read_source(image: AvatarImage) -> bytes:

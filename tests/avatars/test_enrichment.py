@@ -4,11 +4,12 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from avtrz.avatars import enrichment, refresh
+from avtrz.avatars import enrichment, imaging, refresh
 from avtrz.avatars.cards import cached_card
 from avtrz.avatars.models import AvatarImage, Profile
 from tests.avatars.conftest import IMAGES
@@ -176,6 +177,16 @@ def test_duplicate_deliveries_store_one_image(linkedin):
     Profile.objects.filter(handle="twice").update(photo_version="")  # as if the first run had not finished
     enrichment.enrich("twice")
     assert AvatarImage.objects.filter(profile__handle="twice").count() == 1
+
+
+def test_a_file_a_killed_worker_left_half_written_is_replaced(linkedin):
+    photo = (IMAGES / "face.jpg").read_bytes()
+    name = f"sources/{imaging.content_hash(photo)}"
+    default_storage.save(name, ContentFile(photo[:1000]))
+    linkedin.profile("half-written", photo_url=linkedin.photo("face.jpg"))
+    assert enrichment.enrich("half-written").current_image is not None
+    with default_storage.open(name) as stored_source:
+        assert stored_source.read() == photo
 
 
 def test_refresh_queues_due_profiles_once(linkedin, django_capture_on_commit_callbacks):
