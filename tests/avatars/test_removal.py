@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.utils import timezone
 
-from avtrz.avatars import enrichment, removal
+from avtrz.avatars import enrichment, removal, tasks
 from avtrz.avatars.directory import ImportError_, import_profile
 from avtrz.avatars.models import OptOut, OptOutChange, Profile, RemovalRequest
 from mcpserver import lookups
@@ -182,7 +182,7 @@ def test_support_removes_on_their_own_with_a_reason_and_only_support_restores(
 
 
 def test_a_storage_outage_leaves_the_removal_retrying_until_storage_answers(
-    client, eileen, staff, monkeypatch, committed
+    client, eileen, staff, monkeypatch, committed, settings
 ):
     names, hashes = removal.stored_names(eileen.images.all())
 
@@ -199,7 +199,9 @@ def test_a_storage_outage_leaves_the_removal_retrying_until_storage_answers(
     assert all(client.get(f"/img/{digest}.webp").status_code == 410 for digest in hashes)
 
     monkeypatch.undo()
-    assert removal.retry_unfinished_purges() == 1
+    beat = settings.CELERY_BEAT_SCHEDULE["retry-unfinished-purges"]["task"]
+    assert beat == tasks.retry_unfinished_purges.name
+    assert tasks.retry_unfinished_purges.delay().get() == 1
     change.refresh_from_db()
     assert change.purge == OptOutChange.Purge.DONE and change.purged_at is not None
     assert not any(default_storage.exists(name) for name in names)
