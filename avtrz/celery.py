@@ -5,7 +5,14 @@ import os
 import sys
 
 from celery import Celery, Task
-from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun, task_received
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    task_received,
+    worker_ready,
+)
 from celery.worker.request import Request
 
 from avtrz.logs import JsonFormatter, request_id
@@ -89,3 +96,15 @@ def say_as_json(message: str, file=None) -> None:
     write to stdout, past logging; this writes the same line as a JSON log record, as raw."""
     record = logging.LogRecord("celery.apps.worker", logging.INFO, __file__, 0, message.strip(), None, None)
     os.write((file or sys.__stdout__).fileno(), f"{JsonFormatter().format(record)}\n".encode())
+
+
+@worker_ready.connect
+def warn_about_a_redis_broker(**kwargs) -> None:
+    """Deployments that set only REDIS_URL run their workers on Redis: say, once a worker is up, what it costs."""
+    if app.conf.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        logging.getLogger(__name__).warning(
+            "Redis is the Celery broker: the task of a worker that dies is delivered again only after "
+            "CELERY_VISIBILITY_TIMEOUT_S (%s s). Set CELERY_BROKER_URL to a RabbitMQ to have it at once "
+            "(README, Deploy).",
+            app.conf.broker_transport_options.get("visibility_timeout"),
+        )

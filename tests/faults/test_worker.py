@@ -54,6 +54,7 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_profile_redirects_with
 
     second_log = stack.log("worker2").read_text()
     assert second_log.count(SUCCEEDED) == 1, second_log[-3000:]
+    assert ("Redis is the Celery broker" in second_log) == (broker == "redis")  # the operator is told the cost
     assert len(photo_requests()) == 2  # the killed download and the one that finished
     profile = Profile.objects.get(handle="kill-me")
     image = AvatarImage.objects.get(profile=profile)
