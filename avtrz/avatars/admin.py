@@ -19,6 +19,7 @@ from avtrz.avatars import crops, imaging, removal, tasks
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import AvatarImage, CropChange, OptOut, OptOutChange, Profile, RemovalRequest
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
+from avtrz.avatars.removal_views import ProfileField
 
 
 THUMBNAIL_SIZE = 64
@@ -134,6 +135,12 @@ def _removed_message(count: int) -> str:
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=2000)
+
+
+class OptOutForm(ReasonForm):
+    profile = ProfileField()
+
+    field_order = ["profile", "reason"]
 
 
 def ask_reason(model_admin, request: HttpRequest, queryset: QuerySet, *, title: str, button: str, apply):
@@ -399,6 +406,26 @@ class OptOutAdmin(ReadOnlyAdmin):
 
     def has_restore_permission(self, request: HttpRequest) -> bool:
         return may_act_on(request, OptOut)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return may_act_on(request, OptOut)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
+        """Support's own removal by pasted URL or username, whether or not the directory knows the profile."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = OptOutForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            removal.remove_profile(form.cleaned_data["profile"], actor=request.user, reason=form.cleaned_data["reason"])
+            self.message_user(request, _removed_message(1), messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:avatars_optout_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Remove a profile and opt it out",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/avatars/optout_add.html", context)
 
     @admin.action(description="Lift the opt-out (asks for a reason)", permissions=["restore"])
     def restore(self, request: HttpRequest, queryset: QuerySet[OptOut]):

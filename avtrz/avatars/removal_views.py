@@ -21,12 +21,26 @@ from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 REASON_MAX = 2000
 
 
+class ProfileField(forms.CharField):
+    """A pasted LinkedIn profile URL or a username, cleaned to the normalized handle."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("label", "LinkedIn profile URL or username")
+        kwargs.setdefault("help_text", "For example https://www.linkedin.com/in/janedoe or janedoe.")
+        super().__init__(max_length=300, **kwargs)
+
+    def clean(self, value) -> str:
+        text = super().clean(value).strip()
+        is_url = "/" in text or "linkedin." in text.lower()
+        try:
+            return normalize_profile_input(text if is_url else None, None if is_url else text)
+        except InvalidProfileInput as exc:
+            message = str(exc).replace("linkedin_url", "The profile URL").replace("username", "The username")
+            raise forms.ValidationError(message[0].upper() + message[1:]) from None
+
+
 class RemovalRequestForm(forms.Form):
-    profile = forms.CharField(
-        label="LinkedIn profile URL or username",
-        max_length=300,
-        help_text="For example https://www.linkedin.com/in/janedoe or janedoe.",
-    )
+    profile = ProfileField()
     email = forms.EmailField(
         label="Your email", help_text="We send a confirmation link here; nothing happens until it is followed."
     )
@@ -36,15 +50,6 @@ class RemovalRequestForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text="For example: this is me and I do not want my photo shown.",
     )
-
-    def clean_profile(self) -> str:
-        text = self.cleaned_data["profile"].strip()
-        is_url = "/" in text or "linkedin." in text.lower()
-        try:
-            return normalize_profile_input(text if is_url else None, None if is_url else text)
-        except InvalidProfileInput as exc:
-            message = str(exc).replace("linkedin_url", "The profile URL").replace("username", "The username")
-            raise forms.ValidationError(message[0].upper() + message[1:]) from None
 
     def clean_email(self) -> str:
         return self.cleaned_data["email"].strip().lower()

@@ -206,3 +206,19 @@ def test_a_storage_outage_leaves_the_removal_retrying_until_storage_answers(
     assert change.purge == OptOutChange.Purge.DONE and change.purged_at is not None
     assert not any(default_storage.exists(name) for name in names)
     assert removal.retry_unfinished_purges() == 0
+
+
+def test_support_opts_out_a_pasted_profile_the_directory_has_never_seen(client, staff_client, staff, pk, linkedin):
+    page = staff_client.get("/admin/avatars/optout/add/")
+    assert page.status_code == 200 and b"Remove a profile and opt it out" in page.content
+    bad = staff_client.post("/admin/avatars/optout/add/", {"profile": "https://example.com/in/x", "reason": "Email."})
+    assert bad.status_code == 200 and b"must be on linkedin.com" in bad.content
+    done = staff_client.post(
+        "/admin/avatars/optout/add/", {"profile": "https://de.linkedin.com/in/Jane-Doe?trk=x", "reason": "Email."}
+    )
+    assert done.status_code == 302
+    change = OptOutChange.objects.get()
+    assert (change.handle, change.actor, change.purge) == ("jane-doe", staff, OptOutChange.Purge.NONE)
+    answer = avatar(client, pk, username="jane-doe")
+    assert answer.status_code == 200 and answer["Content-Type"] == "image/svg+xml"
+    assert linkedin.server.requests == [] and not Profile.objects.exists()
