@@ -1,4 +1,5 @@
-"""The one door to django-oauth-toolkit's private API: every underscore name of DOT we use is here.
+"""The one door to django-oauth-toolkit's private API: every underscore name of DOT we use, and the
+one attribute DOT keeps on an oauthlib request for itself that we read, are used here and only here.
 
 Read from django-oauth-toolkit 3.4.1 (oauthlib 3.3.1). DOT's public settings, views, mixins and
 validator methods are used directly everywhere else; what they cannot do is done here, each use
@@ -6,7 +7,7 @@ with what it relies on, and ``tests/oauth/test_dot_adapter.py`` holds one test p
 exercises DOT's real behaviour and names the function below when it changes. Upgrading DOT: run
 that file first, re-read each function's DOT source, then move ``DOT_VERSION`` on.
 
-Nothing else in the project names a DOT private API (the adapter tests check it): the views, the
+Nothing else in the project names a DOT underscore name (the adapter tests check it): the views, the
 validator, the client authentication and the CIMD fetcher call these functions, and
 ``AvtrzOAuth2Validator`` extends DOT's private validator hooks through the public names that
 ``OAuth2ValidatorHooks`` gives them.
