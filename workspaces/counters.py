@@ -309,6 +309,7 @@ class LeasedCounters:
             bucket = self._buckets.get(meter.workspace_id)
             if bucket is None:
                 bucket = self._buckets[meter.workspace_id] = _BucketLease(_rate(meter), meter.rate_burst)
+            bucket.rate, bucket.burst = _rate(meter), meter.rate_burst  # a plan change applies at once
             if bucket.tokens <= 0 and now < bucket.empty_until:
                 return _rate_limited(bucket.empty_until - now)
             lease = self._leases.get(meter.period_id)
