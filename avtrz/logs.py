@@ -11,13 +11,11 @@ to Sentry events.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import logging.config
 import os
 import re
-import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -34,20 +32,11 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class _RequestIds:
-    """Request ids we make: 32 hex characters, a random prefix per process and a counter, unique across
-    processes and hosts like uuid4 and a third of its cost on the avatar hit path."""
+def new_request_id() -> str:
+    """32 random hex characters: uuid4's randomness at a fifth of its cost (the avatar hit path makes one
+    for every request the proxy sent none)."""
+    return os.urandom(16).hex()
 
-    def __init__(self) -> None:
-        self.prefix = secrets.token_hex(10)
-        self.counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
-
-
-new_request_id = _RequestIds()
-os.register_at_fork(after_in_child=new_request_id.__init__)  # a forked child must not repeat its parent's
 
 # Our keys and Stripe's share the shape `sk_live_…`; the prefix and last four identify one safely.
 API_KEY = re.compile(r"\b((?:sk|pk|rk)_(?:live|test)_)[A-Za-z0-9_-]+")
