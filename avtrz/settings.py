@@ -21,6 +21,8 @@ import dj_database_url
 from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
+from avtrz.redisclient import StallBreakerConnection
+
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -181,8 +183,13 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "avtrz"),
-            # Django's pool makes connections without redis-py's default retries: one try per call.
-            "OPTIONS": {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S},
+            # Django's pool makes connections without redis-py's default retries: one try per call,
+            # and none for a moment after one timed out (avtrz.redisclient.StallBreakerConnection).
+            "OPTIONS": {
+                "socket_timeout": REDIS_TIMEOUT_S,
+                "socket_connect_timeout": REDIS_TIMEOUT_S,
+                "connection_class": StallBreakerConnection,
+            },
         }
     }
     CHANNEL_LAYERS = {
