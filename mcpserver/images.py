@@ -9,7 +9,9 @@ clients refuse SVG image content; it uses the same initials and colour as that S
 from __future__ import annotations
 
 import io
+import threading
 import unicodedata
+from collections import OrderedDict
 from functools import lru_cache
 
 from django.core.files.storage import default_storage
@@ -19,10 +21,31 @@ from avtrz.avatars.monogram import initials, monogram_colour
 
 
 # Renditions are content-addressed, so a copy in memory never goes stale: a warm tool call reads no file.
-@lru_cache(maxsize=256)
+RENDITIONS_KEPT = 256
+_renditions: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+_renditions_lock = threading.Lock()
+
+
+def cached_rendition(content_hash: str, fmt: str) -> bytes | None:
+    """The rendition's bytes if this process holds them (no I/O: for the event loop)."""
+    with _renditions_lock:
+        found = _renditions.get((content_hash, fmt))
+        if found is not None:
+            _renditions.move_to_end((content_hash, fmt))
+        return found
+
+
 def rendition(content_hash: str, fmt: str) -> bytes:
+    found = cached_rendition(content_hash, fmt)
+    if found is not None:
+        return found
     with default_storage.open(f"avatars/{content_hash}.{fmt}") as blob:
-        return blob.read()
+        data = blob.read()
+    with _renditions_lock:
+        _renditions[(content_hash, fmt)] = data
+        while len(_renditions) > RENDITIONS_KEPT:
+            _renditions.popitem(last=False)
+    return data
 
 
 @lru_cache(maxsize=256)

@@ -14,15 +14,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.cache import cache
 from mcp_types import ContentBlock, ImageContent, TextContent
 
+from avtrz import hotcache
 from avtrz.avatars import cards
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 from avtrz.avatars.cards import OPTED_OUT, Card
 from avtrz.avatars.models import Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input, profile_url
-from avtrz.avatars.services import Refusal, lookup, meter_lookup, record_answer
+from avtrz.avatars.services import NeedsDatabase, Refusal, count_lookup, lookup, meter_lookup, record_answer
 from mcpserver import images
 from workspaces import keys
 from workspaces.models import Workspace
@@ -62,7 +62,7 @@ class Result:
 
 def connector(workspace: Workspace) -> Connector:
     cache_key = keys.connector_cache_key(workspace.pk)
-    raw = cache.get(cache_key)
+    raw = hotcache.get(cache_key)
     context = keys.load_context(raw) if raw else None
     if context is None or context.expires_at is not None:
         # First use, or the key was revoked in the dashboard, or rotated: a rotated key still answers
@@ -73,17 +73,24 @@ def connector(workspace: Workspace) -> Connector:
             # The lookup itself can still be answered, just without a durable URL.
             logger.exception("No AI connector key for workspace %s", workspace.pk)
             return Connector(key=None, key_id=None, meter=meter_for(workspace))
-        cache.set(cache_key, raw, KEY_CACHE_TTL)
+        hotcache.set(cache_key, raw, KEY_CACHE_TTL)
         context = keys.load_context(raw)
     return Connector(key=raw, key_id=context.key_id, meter=context.meter)
 
 
+def _cached_connector(workspace: Workspace, *, local_only: bool) -> Connector | None:
+    """`connector` from the caches alone (`local_only`: this process's memory), or None when the key
+    or its current context is not there."""
+    raw = hotcache.get(keys.connector_cache_key(workspace.pk), local_only=local_only)
+    context = keys.cached_context(raw, local_only=local_only) if raw else None
+    if not isinstance(context, keys.KeyContext) or context.expires_at is not None:
+        return None
+    return Connector(key=raw, key_id=context.key_id, meter=context.meter)
+
+
 def key_answerable_from_cache(workspace: Workspace) -> bool:
-    """Whether the connector key and its context are cached, current (not rotated): `connector`
-    then needs no query."""
-    raw = cache.get(keys.connector_cache_key(workspace.pk))
-    context = keys.cached_context(raw) if raw else None
-    return isinstance(context, keys.KeyContext) and context.expires_at is None
+    """Whether the connector key and its current context are cached: `connector` needs no query."""
+    return _cached_connector(workspace, local_only=False) is not None
 
 
 def avatar_answerable_from_cache(
@@ -99,6 +106,24 @@ def avatar_answerable_from_cache(
     return card is not None and card.status != Profile.Status.ENRICHING and key_answerable_from_cache(workspace)
 
 
+def cached_profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str | None, size: int) -> Result:
+    """`profile_avatar` from this process's memory alone, for the event loop: the connector key's
+    context, the card, the photo's bytes and a meter lease all in memory, else `NeedsDatabase`,
+    raised before anything is counted."""
+    handle = _handle(linkedin_url, username)
+    found = _cached_connector(workspace, local_only=True)
+    card = cards.cached_card(handle, local_only=True)
+    if found is None or card is None or card.status == Profile.Status.ENRICHING:
+        raise NeedsDatabase
+    if card.is_resolved and images.cached_rendition(card.rendition(size, "webp"), "webp") is None:
+        raise NeedsDatabase
+    refusal = count_lookup(found.meter, handle, key_id=found.key_id, local_only=True).refusal
+    if refusal:
+        raise ToolFailure(_refusal_text(refusal))
+    record_answer(found.meter, channel="mcp", with_photo=card.is_resolved)
+    return _avatar_result(handle, card, found.key, size)
+
+
 def avatar_url(key: str, handle: str, size: int) -> str:
     """The durable image URL: `/v1/avatar` with the connector key, which redirects to the current photo."""
     query = urlencode({"key": key, "linkedin_url": profile_url(handle), "size": size})
@@ -107,6 +132,10 @@ def avatar_url(key: str, handle: str, size: int) -> str:
 
 def profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str | None, size: int) -> Result:
     handle, card, key = _look_up(workspace, linkedin_url, username)
+    return _avatar_result(handle, card, key, size)
+
+
+def _avatar_result(handle: str, card: Card, key: str | None, size: int) -> Result:
     status = _status(card)
     structured: dict[str, Any] = {
         "status": status,
@@ -177,10 +206,7 @@ def publishable_key(workspace: Workspace) -> Result:
 
 def _look_up(workspace: Workspace, linkedin_url: str | None, username: str | None) -> tuple[str, Card, str | None]:
     """Validate, meter, then look up: a refused call does no work (no enrichment, no wait)."""
-    try:
-        handle = normalize_profile_input(linkedin_url or None, username or None)
-    except InvalidProfileInput as exc:
-        raise ToolFailure(str(exc)) from None
+    handle = _handle(linkedin_url, username)
     found = connector(workspace)
     refusal = meter_lookup(found.meter, handle, key_id=found.key_id)
     if refusal:
@@ -188,6 +214,13 @@ def _look_up(workspace: Workspace, linkedin_url: str | None, username: str | Non
     card = lookup(handle, wait_s=settings.AVTRZ_ENRICH_WAIT_S)
     record_answer(found.meter, channel="mcp", with_photo=card.is_resolved)
     return handle, card, found.key
+
+
+def _handle(linkedin_url: str | None, username: str | None) -> str:
+    try:
+        return normalize_profile_input(linkedin_url or None, username or None)
+    except InvalidProfileInput as exc:
+        raise ToolFailure(str(exc)) from None
 
 
 def _refusal_text(refusal: Refusal) -> str:

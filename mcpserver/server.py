@@ -1,9 +1,10 @@
 """The Avtrz MCP server: who it says it is, and its three read-only tools.
 
 Tools are thin: they read the bound workspace from the request, run the synchronous lookup in
-`mcpserver.lookups` on a thread of the warm lane when the caches can answer it, else of the cold
-lane (`mcpserver.lanes`), and turn a failure into an error result the model can read. Nothing else
-(no traceback, no exception text) ever reaches the client.
+`mcpserver.lookups` from this process's memory on the event loop when it can (a cached profile's
+photo), else on a thread of the warm lane when the caches can answer it, else of the cold lane
+(`mcpserver.lanes`), and turn a failure into an error result the model can read. Nothing else (no
+traceback, no exception text) ever reaches the client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from avtrz.avatars.api import SIZES
+from avtrz.avatars.services import NeedsDatabase
 from mcpserver import lanes, lookups
 from mcpserver.arguments import unknown_arguments, validation_message
 from mcpserver.auth import bound_connection
@@ -190,6 +192,7 @@ def build_server() -> MCPServer:
             linkedin_url,
             username,
             size,
+            in_memory=lookups.cached_profile_avatar,
             warm_if=lookups.avatar_answerable_from_cache,
         )
 
@@ -231,13 +234,17 @@ async def _call(
     name: str,
     lookup: Callable[..., lookups.Result],
     *args: Any,
+    in_memory: Callable[..., lookups.Result] | None = None,
     warm_if: Callable[..., bool] | None = None,
 ) -> CallToolResult:
-    """Run ``lookup(workspace, *args)``: on the warm lane when ``warm_if(workspace, *args)`` says the
-    caches can answer it (checked there, since asking Redis is I/O), else on the cold lane."""
+    """Run ``lookup(workspace, *args)`` where it costs least: as ``in_memory`` on the event loop when
+    this process's memory answers it; else on the warm lane when ``warm_if`` says the caches can
+    (asked there: Redis is I/O); else on the cold lane."""
     workspace: Workspace = bound_connection(ctx.request_context.request.scope).workspace
     try:
-        result = await lanes.warm().run(_if_warm, warm_if, lookup, workspace, *args) if warm_if else None
+        result = _from_memory(in_memory, workspace, *args) if in_memory else None
+        if result is None and warm_if:
+            result = await lanes.warm().run(_if_warm, warm_if, lookup, workspace, *args)
         if result is None:
             result = await lanes.cold().run(lookup, workspace, *args)
     except lookups.ToolFailure as exc:
@@ -246,6 +253,13 @@ async def _call(
         logger.exception("MCP tool %s failed for workspace %s", name, workspace.pk)
         return _error("Avtrz could not answer this request right now. Try again in a moment.")
     return CallToolResult(content=result.content, structured_content=result.structured)
+
+
+def _from_memory(in_memory: Callable[..., lookups.Result], *args: Any) -> lookups.Result | None:
+    try:
+        return in_memory(*args)
+    except NeedsDatabase:
+        return None
 
 
 def _if_warm(warm_if: Callable[..., bool], lookup: Callable[..., lookups.Result], *args: Any) -> lookups.Result | None:

@@ -88,9 +88,11 @@ def test_a_warm_call_touches_no_database(redis_cache, alice_client, connect, acm
     with django_assert_num_queries(0):
         grant = token_grant(token["access_token"])
         assert lookups.avatar_answerable_from_cache(grant.workspace, None, "eileen-collins", 256)
-        result = lookups.profile_avatar(grant.workspace, None, "eileen-collins", 256)
-    assert result.structured["status"] == "resolved"
-    assert result.content[1].mime_type == "image/webp"
+        from_caches = lookups.profile_avatar(grant.workspace, None, "eileen-collins", 256)
+        from_memory = lookups.cached_profile_avatar(grant.workspace, None, "eileen-collins", 256)  # the event loop's
+    for result in (from_caches, from_memory):
+        assert result.structured["status"] == "resolved"
+        assert result.content[1].mime_type == "image/webp"
 
 
 def test_an_expired_token_is_refused_by_the_clock(redis_cache, alice_client, connect):  # noqa: F811
