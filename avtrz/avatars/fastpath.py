@@ -15,6 +15,8 @@ same rule) and is tallied, it only skips re-deriving the same answer.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -83,12 +85,13 @@ class AvatarFastPath:
         if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
             admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
             if admission is None:
-                return await self.app(scope, receive, send)  # the lease needs Redis: in a thread
+                # The leases need refilling from Redis: a worker thread asks, the event loop goes on
+                # (a whole Django request for it would cost a hundred replays).
+                admission = await asyncio.to_thread(usage.admit, replay.meter, key_id=replay.key_id)
             if admission.allowed:
                 record_answer(replay.meter, channel="api", with_photo=True)
-                left = api.rate_limit(admission)
-                headers = replay.headers if left is None else [*replay.headers, (b"ratelimit", left.encode())]
-                return await _send(send, 302, headers, b"")
+                left = _rate_limit(admission.remaining, admission.retry_after)
+                return await _send(send, 302, replay.headers if left is None else [*replay.headers, left], b"")
             # Refused (rate or quota): the rules below say so in the documented shape.
         try:
             generation = hotcache.generation()
@@ -107,6 +110,13 @@ class AvatarFastPath:
             static = [header for header in encoded if header[0] != b"ratelimit"]
             _replays[identity] = _Replay(generation, until, result.meter, result.key_id, static)
         await _send(send, result.status, encoded, result.body)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rate_limit(remaining: int | None, retry_after: int) -> tuple[bytes, bytes] | None:
+    """The `RateLimit` header of an admitted replay: a few values, over and over."""
+    left = api.rate_limit(usage.Admission(True, retry_after=retry_after, remaining=remaining))
+    return None if left is None else (b"ratelimit", left.encode())
 
 
 async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
