@@ -209,13 +209,18 @@ def test_no_redis_call_happens_under_the_lock(clock, redis_client):
 
         threading.Thread(target=accept_and_say_nothing, daemon=True).start()
         point_at(redis_client, black_hole.getsockname()[1])
-        stalled = threading.Thread(target=live.admit, args=(meter(workspace_id=3, period_id=3), None))
+        stalled_answers = []
+        stalled = threading.Thread(
+            target=lambda: stalled_answers.append(live.admit(meter(workspace_id=3, period_id=3), None))
+        )
         stalled.start()
         assert accepted.wait(5)
         admission = live.admit(meter(workspace_id=2, period_id=2), None, local_only=True)
         still_waiting = stalled.is_alive()
         stalled.join(10)
     assert admission.allowed and still_waiting
+    # The stalled request gave up after the client's read timeout and was decided in memory.
+    assert stalled_answers[0].allowed and live.redis_away
 
 
 # ---------------------------------------------------------------- drains and writes that fail
