@@ -51,6 +51,8 @@ PUBLIC_PAGES = [
     ("password-reset", "/accounts/password/reset/"),
     ("password-reset-sent", "/accounts/password/reset/sent/"),
     ("sign-up-sent", "/accounts/signup/sent/"),
+    ("privacy", "/privacy/"),
+    ("removal-request", "/privacy/removal/"),
     ("404", "/no-such-page/"),
 ]
 
