@@ -145,6 +145,9 @@ def adopt_request_id(given: str) -> str:
     return rid
 
 
+SERVER_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+
+
 class RequestIdApp:
     """ASGI layer: adopt or make the request id before any other layer runs and add it to the response.
 
@@ -166,13 +169,22 @@ class RequestIdApp:
         rid = adopt_request_id(given.decode("latin-1"))
         scope["request_id"] = rid
         header = (b"x-request-id", rid.encode())
+        started = False
 
         async def send_with_request_id(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_request_id)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            if not started:  # uvicorn's own 500 would leave out the id its traceback line is logged under
+                await send({"type": "http.response.start", "status": 500, "headers": [*SERVER_ERROR_HEADERS, header]})
+                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise
 
 
 class RequestIdMiddleware:

@@ -1,5 +1,6 @@
 """Structured logs: JSON lines with a request id, and no keys or tokens in them."""
 
+import asyncio
 import io
 import json
 import logging
@@ -8,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from avtrz.logs import JsonFormatter, redact, request_id
+from avtrz.logs import JsonFormatter, RequestIdApp, redact, request_id
 from tests import services
 
 
@@ -106,3 +107,22 @@ def test_a_production_server_logs_json_without_keys(tmp_path):
     (access,) = [e for e in entries if e["logger"] == "uvicorn.access"]
     assert "/v1/usage?key=sk_live_…Wx9z" in access["message"]
     assert access["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_an_app_that_fails_before_answering_still_returns_the_request_id():
+    """uvicorn answers an exception with its own 500; the layer sends it first, with the id the traceback is
+    logged under, and lets the exception through for uvicorn to log."""
+    sent = []
+
+    async def failing(scope, receive, send):
+        raise RuntimeError("boom")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"x-request-id", b"lb-500")]}
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(RequestIdApp(failing)(scope, None, send))
+    start, body = sent
+    assert start["status"] == 500 and (b"x-request-id", b"lb-500") in start["headers"]
+    assert body["body"] == b"Internal Server Error"
