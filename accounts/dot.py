@@ -168,8 +168,6 @@ class OAuth2ValidatorHooks(OAuth2Validator):
     ``save_bearer_token`` says to override ``_save_bearer_token``). Each is routed here to a public
     method of the same signature, which a subclass overrides and extends with ``super()``:
 
-    - ``create_grant``: ``_create_authorization_code``, called by ``save_authorization_code``;
-      returns the saved Grant, whose audience is ``request.resource``.
     - ``check_and_set_resource``: ``_check_and_set_request_resource``, called first thing by
       ``_save_bearer_token``; normalises ``request.resource`` to a list and refuses a resource
       beyond the grant's or the refresh token's (``invalid_target``).
@@ -178,13 +176,10 @@ class OAuth2ValidatorHooks(OAuth2Validator):
     - ``create_access_token`` and ``create_refresh_token``: ``_create_access_token`` and
       ``_create_refresh_token``, called by ``_save_bearer_token``; save and return one token. A
       refresh token created with a ``previous_refresh_token`` joins its ``token_family``.
+
+    The authorization code needs no hook: DOT's public ``save_authorization_code`` saves the Grant
+    under ``code["code"]`` with ``request.resource`` as its audience, and is extended as it is.
     """
-
-    def _create_authorization_code(self, request, code, expires=None):
-        return self.create_grant(request, code, expires)
-
-    def create_grant(self, request, code, expires=None):
-        return super()._create_authorization_code(request, code, expires)
 
     def _check_and_set_request_resource(self, request):
         return self.check_and_set_resource(request)

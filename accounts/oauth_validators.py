@@ -1,8 +1,8 @@
 """Our request validator: DOT's, plus workspace binding, audience binding and offline access.
 
 DOT's private hooks are extended through the public names ``accounts.dot.OAuth2ValidatorHooks``
-gives them (``create_grant``, ``check_and_set_resource``, ``store_bearer_token``,
-``create_access_token``, ``create_refresh_token``).
+gives them (``check_and_set_resource``, ``store_bearer_token``, ``create_access_token``,
+``create_refresh_token``); the grant is extended through DOT's public ``save_authorization_code``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -26,23 +26,22 @@ from accounts.redirects import redirect_uri_allowed
 logger = logging.getLogger(__name__)
 
 AccessToken = get_access_token_model()
+Grant = get_grant_model()
 RefreshToken = get_refresh_token_model()
 
 
 class AvtrzOAuth2Validator(dot.OAuth2ValidatorHooks):
     def save_authorization_code(self, client_id, code, request, *args, **kwargs):
-        with transaction.atomic():
-            super().save_authorization_code(client_id, code, request, *args, **kwargs)
-
-    def create_grant(self, request, code, expires=None):
         # The consent view passes the chosen workspace along with the user; every grant records one.
         workspace = getattr(request, "workspace", None)
         if workspace is None:
             raise errors.AccessDeniedError(description="No workspace was chosen for this connection.", request=request)
+        # DOT records request.resource as the grant's audience.
         request.resource = bind_resource(getattr(request, "resource", None), request)
-        grant = super().create_grant(request, code, expires)
-        connections.record_consent(grant=grant, workspace=workspace)
-        return grant
+        with transaction.atomic():
+            super().save_authorization_code(client_id, code, request, *args, **kwargs)
+            grant = Grant.objects.get(code=code["code"], application=request.client)
+            connections.record_consent(grant=grant, workspace=workspace)
 
     def check_and_set_resource(self, request):
         # Clients spell our resource in several ways (trailing slash, upper-case host); the token
