@@ -68,7 +68,7 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(tmp_path, li
         AVTRZ_ENRICH_WAIT_S="0",  # the request answers at once; the worker does the enrichment
     )
     web = [sys.executable, "-m", "uvicorn", "avtrz.asgi:application", "--port", str(port), "--workers", "2"]
-    web += ["--proxy-headers", "--log-config", LOG_CONFIG]  # as the Procfile runs it, access log on
+    web += ["--no-proxy-headers", "--log-config", LOG_CONFIG]  # as the Procfile runs it, access log on
     celery = [sys.executable, "-m", "celery", "-A", "avtrz", "--quiet"]
     worker = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "1", "-Q", queue, "--without-mingle"]
     beat = [*celery, "beat", "--loglevel", "INFO", "--schedule", str(tmp_path / "beat-schedule")]
