@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from avtrz.avatars import enrichment, imaging, refresh
+from avtrz.avatars import enrichment, imaging, refresh, tasks
 from avtrz.avatars.cards import cached_card
 from avtrz.avatars.models import AvatarImage, Profile
 from tests.avatars.conftest import IMAGES
@@ -234,6 +234,16 @@ def test_a_failing_photo_host_is_retried_soon_not_blocked(linkedin, settings, ph
 
     # The quick tries used up: backed off like any failure.
     profile = enrichment.enrich("flaky-cdn", on_worker=True, photo_retries_left=0)
+    assert profile.status == Profile.Status.BLOCKED and profile.failures == 1
+
+
+def test_in_the_request_path_a_failing_photo_host_backs_off_without_a_quick_retry(linkedin):
+    url = linkedin.photo("face.jpg")
+    large = url.split("?")[0].removeprefix(linkedin.server.url("").rstrip("/")).replace("100_100", "800_800")
+    linkedin.server.route(large, status=503, body=b"")
+    linkedin.profile("eager-cdn", photo_url=url)
+    tasks.enrich_profile.delay("eager-cdn")  # eager, as in `make run`: no worker to retry on
+    profile = Profile.objects.get(handle="eager-cdn")
     assert profile.status == Profile.Status.BLOCKED and profile.failures == 1
 
 
