@@ -176,7 +176,9 @@ class ConsentView(AuthorizationView):
 
     def get_initial(self) -> dict:
         remembered = self.request.session.get(SESSION_KEY)
-        return {**super().get_initial(), "workspace": remembered, "scopes": self.oauth2_data.get("scopes", [])}
+        initial = super().get_initial()
+        # The requested scopes start switched on; DOT's initial "scope" joins them with spaces.
+        return {**initial, "workspace": remembered, "scopes": (initial["scope"] or "").split()}
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
