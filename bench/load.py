@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, manage, prepare, scratch_database, server_env, uvicorn  # noqa: E402
-from bench.mcp import mint_token, tool_call  # noqa: E402
+from bench.mcp import avatar_call, mint_token  # noqa: E402
 from tests.fixture_server import FixtureServer  # noqa: E402
 
 
@@ -115,7 +115,7 @@ class Load:
         return await self.avatar(f"load-person-{next(self.new_profiles)}")
 
     async def mcp(self) -> tuple[str, bool]:
-        call = tool_call(next(self.mcp_ids))
+        call = avatar_call(next(self.mcp_ids))
         call["params"]["arguments"]["username"] = random.choice(KNOWN)
         response = await self.client.post("/mcp", json=call, headers=self.mcp_headers)
         if response.status_code != 200:
