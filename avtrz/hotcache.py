@@ -35,6 +35,7 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class HotCache:
         self._heard_at = float("-inf")  # when the invalidation channel last answered
         self._pinged_at = float("-inf")
         self._pubsub = None
+        self._subscribed_at = float("-inf")
         self._listener: threading.Thread | None = None
         self._listener_started = threading.Lock()
         self._first_heard = threading.Event()
@@ -312,10 +314,12 @@ class HotCache:
 
     def tick(self, timeout: float = PING_INTERVAL_S) -> None:
         """One round of the listener: (re)subscribe if needed, apply invalidations that arrived within
-        `timeout`, ping the channel, retry pending deletes. Raises on a broken connection."""
+        `timeout`, ping the channel, retry pending deletes. Raises on a broken connection, and on a
+        silent one: a stalled Redis (or a half-open connection) is given up and dialled again."""
         if self._pubsub is None:
             self._pubsub = self.subscriber().pubsub()
             self._pubsub.subscribe(self._channel())
+            self._subscribed_at = self.clock()
         now = self.clock()
         if now - self._pinged_at >= PING_INTERVAL_S:
             self._pubsub.ping()
@@ -325,6 +329,8 @@ class HotCache:
             timeout = 0
         if self.pending:
             self.retry_pending()
+        if self.clock() - max(self._heard_at, self._subscribed_at) >= LIVENESS_S:
+            raise RedisTimeout(f"the invalidation channel has not answered for {LIVENESS_S:g} s")
 
     def _heard(self, message: dict) -> None:
         if not self.trusted():
@@ -338,8 +344,9 @@ class HotCache:
                 self.level1.drop(key)
 
     def lose_channel(self, reason: object) -> None:
-        if self._pubsub is not None:
+        if self._heard_at > float("-inf"):  # once per outage, not at every reconnection attempt
             log.warning("cache invalidation channel lost (%s); level-1 cache off until it is back", reason)
+        if self._pubsub is not None:
             try:
                 self._pubsub.close()
             except RedisError:

@@ -7,18 +7,21 @@ cannot reach is a real one too: its store client points at a port where nothing 
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from django.db import connection
 from django.utils import timezone
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from avtrz.avatars import cards
 from avtrz.avatars.models import Profile
 from avtrz.hotcache import LIVENESS_S, HotCache
 from tests import services
+from tests.blackhole import BlackHole
 from workspaces import keys
 from workspaces.models import ApiKey, key_digest
 from workspaces.services import create_api_key
@@ -124,6 +127,28 @@ def test_a_silent_channel_turns_level_one_off_and_it_comes_back_empty(process, c
     assert reader.trusted()
     assert reader.get("k", local_only=True) is None  # level 1 was emptied, not trusted with "before"
     assert reader.get("k") == "after"
+
+
+def test_a_silent_channel_is_given_up_and_dialled_again(redis_url, prefix, clock):
+    """A stalled Redis, or a half-open connection, raises no error: the listener must not wait on it forever."""
+    target = urlsplit(redis_url)
+    with BlackHole(target.hostname or "127.0.0.1", target.port or 6379) as hole:
+        subscriber = _client(f"redis://127.0.0.1:{hole.port}{target.path}")
+        cache = HotCache(
+            Network(redis_url), prefix=lambda: prefix, subscriber=lambda: subscriber, clock=clock, background=False
+        )
+        cache.tick(timeout=1)
+        cache.tick(timeout=0.5)  # the subscription's confirmation and the first ping's answer are in
+        assert cache.trusted()
+        hole.stall()
+        clock.advance(LIVENESS_S)
+        with pytest.raises(RedisError):
+            cache.tick(timeout=0.1)  # its ping went into the void
+        cache.lose_channel("silent")  # what the listener thread does with that
+        hole.flow()
+        cache.tick(timeout=1)  # a new connection
+        assert cache.trusted()
+        cache.lose_channel("test over")
 
 
 def test_a_failed_delete_is_retried_before_the_key_is_read_again(process):
