@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ LEASE_IDLE_S = 1.0  # unused tokens of a lease go back to the shared pool after 
 # busy process asks Redis a few dozen times a second, small enough that idle leases hold back little.
 LEASE_MAX = 512
 LEASE_SHARE = 16
+BATCH_MARK_TTL_S = 86400  # how long Redis remembers that it applied a drain (see `_Batch`)
+APPLIED, SETTLED = b"applied", b"settled"
 REDIS_RETRY_S = 1.0  # after a failed call, requests are decided in memory this long before Redis is asked again
 OUTAGE_REPORT_S = 60.0  # while Redis is away, one log line this often (and one when it goes, one when it returns)
 
@@ -281,6 +284,7 @@ class LeasedCounters:
         self._leases: dict[int, _Lease] = {}  # period -> lease
         self._buckets: dict[int, _BucketLease] = {}  # workspace -> lease
         self._activity = Activity()
+        self._unsure: list[_Batch] = []  # drains sent without an answer: applied or not, Redis will say
         self._local = LocalCounters(clock)  # the limiter while Redis is away
         self._outage = RedisOutage(clock)
         self._retry_at = 0.0
@@ -403,12 +407,14 @@ class LeasedCounters:
     def drain(self) -> Activity:
         """Add local counts to the shared drained counters and give idle leases' tokens back.
 
-        Whatever Redis does not take stays whole: the counts come back as `unsent`, the tokens stay
-        in the leases for the next drain."""
+        Nothing is lost or counted twice when Redis does not answer: the counts come back at once as
+        `unsent`, for the database. If Redis took them after all (it stalled instead of refusing),
+        the batch's mark says so when it answers again, and they are taken back out of the drained
+        counter; if it never did, the batch's tokens go back into the leases."""
         now = self._clock()
         with self._lock:
             # Counts and tokens leave the leases before Redis is asked, so no request can use tokens
-            # that are on their way back; `_keep` puts them back if Redis does not take them.
+            # that are on their way back.
             sends: list[_Send] = []
             for period_id, lease in list(self._leases.items()):
                 idle = now - lease.last_use > LEASE_IDLE_S
@@ -425,50 +431,90 @@ class LeasedCounters:
                     if bucket.tokens > 0:
                         refunds.append(_Refund(workspace_id, bucket, bucket.tokens))
                         bucket.tokens = 0
+            unsure, self._unsure = self._unsure, []
+            fresh = _Batch(uuid.uuid4().hex, sends, refunds) if sends or refunds else None
             activity, self._activity = self._activity, Activity()
             activity.merge(self._local.drain())  # what was admitted while Redis was away
-            ask_redis = now >= self._retry_at
-        if (sends or refunds) and ask_redis:
-            try:
-                self._send(sends, refunds)
-            except RedisError as exc:
-                with self._lock:
-                    self._failed(exc)
-            else:
-                with self._lock:
-                    self._outage.recovered()
+            if now < self._retry_at:  # Redis is not asked: the batch surely never reached it
+                if fresh:
+                    self._keep(fresh, activity, counts=True)
+                self._unsure = unsure + self._unsure
                 return activity
-        if sends or refunds:
+        if not unsure and not fresh:
+            return activity
+        try:
+            never_applied = self._send(unsure, fresh)
+        except RedisError as exc:
             with self._lock:
-                self._keep(sends, refunds, activity)
+                self._failed(exc)
+                if fresh:  # sent, but did Redis apply it? Its counts go to the database now either way
+                    for send in fresh.sends:
+                        activity.unsent[send.period_id] += send.counted
+                    unsure = [*unsure, fresh]
+                self._unsure = unsure + self._unsure
+            return activity
+        with self._lock:
+            self._outage.recovered()
+            for batch in never_applied:
+                self._keep(batch, activity, counts=False)  # its counts went to the database already
         return activity
 
-    def _send(self, sends: list[_Send], refunds: list[_Refund]) -> None:
-        # One MULTI/EXEC: Redis applies all of it or none, so a failure leaves nothing half counted.
+    def _send(self, unsure: list[_Batch], fresh: _Batch | None) -> list[_Batch]:
+        """Settle the unsure batches and apply the fresh one, in one MULTI/EXEC (all of it or none).
+        Returns the unsure batches Redis never applied."""
+        marks = []
+        if unsure:
+            check = self._client.pipeline(transaction=False)
+            for batch in unsure:
+                check.get(_key("drain", batch.token))
+            marks = check.execute()
         pipe = self._client.pipeline(transaction=True)
-        for send in sends:
-            if send.counted:
-                drained = _key("drained", send.period_id)
-                pipe.incrby(drained, send.counted)
-                pipe.expire(drained, send.lease.ttl)
-            if send.returned:
-                pipe.decrby(_key("reserved", send.period_id), send.returned)
-        for refund in refunds:
-            bucket = refund.bucket
-            self._take(
-                keys=[_key("bucket", refund.workspace_id), _key("reserved", 0)],
-                args=[bucket.rate, bucket.burst, 0, refund.tokens, 0, 0, 1, 0, LEASE_MAX, LEASE_SHARE],
-                client=pipe,
-            )
+        for batch, mark in zip(unsure, marks, strict=True):
+            if mark == APPLIED:  # and its counts were also stored directly: take them back out
+                for send in batch.sends:
+                    drained = _key("drained", send.period_id)
+                    pipe.decrby(drained, send.counted)
+                    pipe.expire(drained, send.lease.ttl)
+                pipe.set(_key("drain", batch.token), SETTLED, ex=BATCH_MARK_TTL_S)
+        if fresh:
+            pipe.set(_key("drain", fresh.token), APPLIED, ex=BATCH_MARK_TTL_S)
+            for send in fresh.sends:
+                if send.counted:
+                    drained = _key("drained", send.period_id)
+                    pipe.incrby(drained, send.counted)
+                    pipe.expire(drained, send.lease.ttl)
+                if send.returned:
+                    pipe.decrby(_key("reserved", send.period_id), send.returned)
+            for refund in fresh.refunds:
+                bucket = refund.bucket
+                self._take(
+                    keys=[_key("bucket", refund.workspace_id), _key("reserved", 0)],
+                    args=[bucket.rate, bucket.burst, 0, refund.tokens, 0, 0, 1, 0, LEASE_MAX, LEASE_SHARE],
+                    client=pipe,
+                )
         pipe.execute()
+        return [batch for batch, mark in zip(unsure, marks, strict=True) if mark is None]
 
-    def _keep(self, sends: list[_Send], refunds: list[_Refund], activity: Activity) -> None:
-        """Redis did not take them: counts go to the database directly, tokens back into the leases."""
-        for send in sends:
-            activity.unsent[send.period_id] += send.counted
+    def _keep(self, batch: _Batch, activity: Activity, *, counts: bool) -> None:
+        """Redis never took the batch: its tokens back into the leases, and (`counts`) its counts to the
+        database directly."""
+        for send in batch.sends:
+            if counts:
+                activity.unsent[send.period_id] += send.counted
             self._leases.setdefault(send.period_id, send.lease).tokens += send.returned
-        for refund in refunds:
+        for refund in batch.refunds:
             self._buckets.setdefault(refund.workspace_id, refund.bucket).tokens += refund.tokens
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One drain's changes to Redis. A mark set by the same MULTI/EXEC that applies it (APPLIED, then
+    SETTLED once its counts are taken back out) tells a batch whose answer was lost (Redis stalled
+    after taking it) from one that never arrived."""
+
+    token: str
+    sends: list[_Send]
+    refunds: list[_Refund]
 
 
 @dataclass(frozen=True)

@@ -229,15 +229,73 @@ def test_no_redis_call_happens_under_the_lock(clock, redis_client):
 def test_a_failed_drain_loses_no_count_and_reserves_no_quota(clock, redis_client):
     live = LeasedCounters(redis_client, clock)
     assert live.admit(meter(), None).allowed  # leases a block of the quota
-    reserved = counters._key("reserved", 1)
+    reserved, drained = counters._key("reserved", 1), counters._key("drained", 1)
     assert int(redis_client.get(reserved)) > 1
     clock.advance(2)  # the lease is idle: its unused tokens go back at the next drain
     with redis_away(redis_client):
-        failed = live.drain()
-    assert failed.unsent == {1: 1}  # the count comes back, for the database
-    clock.advance(2)  # past the pause after a failure
-    live.drain()
+        assert live.drain().unsent == {1: 1}  # the count comes back at once, for the database
+    for _ in range(2):  # Redis says it never got that drain: its tokens go back to the lease, then to Redis
+        clock.advance(2)
+        assert not live.drain().unsent
     assert int(redis_client.get(reserved)) == 1  # only the request admitted holds quota
+    assert int(redis_client.get(drained) or 0) == 0  # counted once, in the database
+
+
+@contextmanager
+def answers_lost(client):
+    """Redis gets every command and carries it out, but once the connection is up its answers stop
+    coming back (a stall)."""
+    real_port = client.connection_pool.connection_kwargs["port"]
+    listener = socket.create_server(("127.0.0.1", 0))
+    silent = threading.Event()
+    sockets = [listener]
+
+    def proxy():
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", real_port))
+            sockets.extend([peer, upstream])
+            threading.Thread(target=_forward, args=(peer, upstream, None), daemon=True).start()
+            threading.Thread(target=_forward, args=(upstream, peer, silent), daemon=True).start()
+
+    threading.Thread(target=proxy, daemon=True).start()
+    point_at(client, listener.getsockname()[1])
+    client.ping()  # the connection and its handshake, answered
+    silent.set()
+    try:
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+        point_at(client, real_port)
+
+
+def _forward(source, target, silent: threading.Event | None) -> None:
+    try:
+        while data := source.recv(65536):
+            if silent is None or not silent.is_set():
+                target.sendall(data)
+    except OSError:
+        pass
+
+
+def test_a_drain_redis_took_without_answering_counts_once(clock):
+    client = redis.Redis.from_url(services.redis_url(), socket_timeout=0.3, socket_connect_timeout=0.3)
+    live = LeasedCounters(client, clock)
+    for _ in range(3):
+        assert live.admit(meter(), None).allowed
+    drained = counters._key("drained", 1)
+    with answers_lost(client):
+        assert live.drain().unsent == {1: 3}  # no answer: stored directly, whatever Redis did
+    assert int(client.get(drained)) == 3  # Redis did take it
+    clock.advance(2)
+    for _ in range(2):
+        assert not live.drain().unsent
+    assert int(client.get(drained)) == 0  # taken back out once, when Redis answered again
+    client.close()
 
 
 @contextmanager
@@ -309,7 +367,7 @@ def test_nothing_is_counted_twice_when_redis_returns(acme, leased, clock, redis_
     with redis_away(redis_client):
         for _ in range(3):
             assert usage.admit(usage.meter_for_period(period)).allowed
-        usage.flush_now(force=True)  # this process's 3, directly
+        usage.flush_now(force=True)  # this process's 3 (decided in memory), directly
     clock.advance(2)
     for _ in range(2):
         assert usage.admit(usage.meter_for_period(period)).allowed
