@@ -13,6 +13,11 @@ by itself; like a deploy, it collects static files into `staticfiles/` first.
 Afterwards the workspace's `avatar_requests` meter must equal, exactly, the billable answers the
 client saw: 302 and monogram 200 from `/v1/avatar` and successful MCP tool calls (304s are not billed).
 Both `/v1/usage` and the database row are read once the flushers had time to write; exit 1 on a mismatch.
+
+Then the burst scenario: BENCH_BURST_CLIENTS sites (default 12), each its own workspace on the Free
+plan as seeded (5 requests/s, bursts of 60), load a team page of 50 `<img>` avatars at the same instant.
+Every avatar must come back as a billed photo redirect (none refused: a page fits in the burst), and
+each workspace's `avatar_requests` in the database must equal its admitted answers exactly.
 """
 
 from __future__ import annotations
@@ -50,6 +55,27 @@ KNOWN = ("eileen-collins", "alex-rivera", "sam-okafor", "jordan-lee")
 NEW_PROFILES = 5000  # more than a run can ask for: every miss is a profile never seen before
 PHOTO_PATH = "/dms/image/v2/LOAD/face.jpg"
 DEMO_LOGIN = {"username": "demo@avtrz.local", "password": "avtrz-demo-2026"}
+BURST_CLIENTS = int(os.environ.get("BENCH_BURST_CLIENTS", "12"))
+TEAM_PAGE = 50  # avatars on one page, loaded at once
+IMG_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"  # what a browser's <img> sends
+# The sites of the burst: Free workspaces (the plan as seeded, after `prepare` lifted every limit) and
+# a team of profiles that share the demo photo. Prints each site's publishable key on a "site key:" line.
+BURST_SETUP = f"""
+from avtrz.avatars.models import Profile
+from workspaces.models import Plan, Workspace
+from workspaces.services import create_api_key
+Plan.objects.filter(code="free").update(
+    requests_per_second=5, burst=60, monthly_requests=1000, monthly_new_profiles=100
+)
+image = Profile.objects.get(handle="eileen-collins").current_image
+Profile.objects.bulk_create(
+    Profile(handle=f"team-member-{{n}}", name=f"Team Member {{n}}", status="resolved", current_image=image)
+    for n in range({TEAM_PAGE})
+)
+for n in range({BURST_CLIENTS}):
+    site = Workspace.objects.create(name=f"Site {{n}}", slug=f"burst-site-{{n}}", plan=Plan.objects.get(code="free"))
+    print("site key:", create_api_key(actor=None, workspace=site, kind="publishable", name="site"))
+"""
 
 
 def fake_linkedin(server: FixtureServer) -> None:
@@ -210,6 +236,47 @@ def report(load: Load, elapsed: float, base_billed: int, api: int, stored: int) 
     return ok
 
 
+async def burst(base: str, site_keys: list[str]) -> tuple[Counter[str], list[float]]:
+    """Every site loads its team page at once: the answers by kind, and each page's load time (ms)."""
+    answers: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=len(site_keys) * TEAM_PAGE)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def avatar(key: str, n: int) -> None:
+            params = {"key": key, "username": f"team-member-{n}", "size": "64"}
+            response = await client.get("/v1/avatar", params=params, headers={"Accept": IMG_ACCEPT})
+            billed = response.status_code == 302 and response.headers["cache-control"] == "public, max-age=86400"
+            answers["photo" if billed else f"refused ({response.status_code})"] += 1
+
+        async def page(key: str) -> float:
+            start = time.perf_counter()
+            await asyncio.gather(*(avatar(key, n) for n in range(TEAM_PAGE)))
+            return (time.perf_counter() - start) * 1000
+
+        pages = await asyncio.gather(*(page(key) for key in site_keys))
+    return answers, list(pages)
+
+
+def burst_meters(database_url: str) -> list[int]:
+    """Each burst site's `avatar_requests` as the database holds it."""
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
+        rows = conn.execute(
+            "SELECT p.avatar_requests FROM workspaces_usageperiod p JOIN workspaces_workspace w"
+            " ON w.id = p.workspace_id WHERE w.slug LIKE 'burst-site-%' ORDER BY w.slug"
+        ).fetchall()
+    return [count for (count,) in rows]
+
+
+def report_burst(answers: Counter[str], pages: list[float], stored: list[int]) -> bool:
+    print(f"\nBurst: {len(pages)} Free sites each load a {TEAM_PAGE}-avatar page at once (<img>, Accept: image/*)")
+    print(f"answers: {', '.join(f'{kind}: {n}' for kind, n in answers.most_common())}")
+    print(f"page load ms: p50 {percentile(pages, 0.5):.0f}, max {max(pages):.0f}")
+    print(f"avatar_requests in the database: {sum(stored)} over {len(stored)} sites (admitted {answers['photo']})")
+    ok = answers["photo"] == len(pages) * TEAM_PAGE and stored == [TEAM_PAGE] * len(pages)
+    print("PASS: every avatar shown and billed once" if ok else "FAIL: refused avatars or inexact meters")
+    return ok
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, scratch_database() as database_url, FixtureServer() as linkedin:
         fake_linkedin(linkedin)
@@ -242,10 +309,21 @@ def main() -> None:
                     break
                 time.sleep(1)
                 api, stored = meters(base, secret, database_url)
+            setup = manage(env, "shell", "-c", BURST_SETUP).splitlines()
+            site_keys = [line.removeprefix("site key: ") for line in setup if line.startswith("site key: ")]
+            answers, pages = asyncio.run(burst(base, site_keys))
+            time.sleep(6)  # the flushers' database write, as above
+            site_meters = burst_meters(database_url)
+            for _ in range(4):
+                if site_meters == [TEAM_PAGE] * len(site_keys):
+                    break
+                time.sleep(1)
+                site_meters = burst_meters(database_url)
         finally:
             server.terminate()
             server.wait()
-    if not report(load, elapsed, base_billed, api, stored):
+    mixed_ok = report(load, elapsed, base_billed, api, stored)
+    if not (report_burst(answers, pages, site_meters) and mixed_ok):
         raise SystemExit(1)
 
 
