@@ -56,10 +56,11 @@ class Stack:
 
     @contextmanager
     def worker(self, name: str, **env: str):
-        """A Celery worker of the project on this stack's queue, its output in `<tmp_path>/<name>.log`."""
-        with services.running(
-            services.celery_worker_cmd(self.queue), env={**self.env, **env}, log=self.log(name)
-        ) as process:
+        """A Celery worker of the project on this stack's queue, its output in `<tmp_path>/<name>.log`.
+
+        Its node name is its own: workers sharing a node name on one RabbitMQ fight over its control queue."""
+        cmd = [*services.celery_worker_cmd(self.queue), "--hostname", f"{name}-{self.queue}@%h"]
+        with services.running(cmd, env={**self.env, **env}, log=self.log(name)) as process:
             yield process
 
     def log(self, name: str) -> Path:

@@ -18,6 +18,8 @@ from tests.faults.stack import SUCCEEDED, production_stack, wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.celery_worker]
 
 REDIS_VISIBILITY_TIMEOUT_S = 2
+READY = " ready."
+RECEIVED = "avtrz.avatars.tasks.enrich_profile["
 # Far below what it replaces: a 3600 s visibility timeout, or the refresh beat's sweep of stuck profiles
 # (10-15 minutes).
 RECOVERY_BOUND_S = 30
@@ -53,13 +55,39 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_profile_redirects_with
                 time.sleep(REDIS_VISIBILITY_TIMEOUT_S + 1)
 
     second_log = stack.log("worker2").read_text()
-    assert second_log.count(SUCCEEDED) == 1, second_log[-3000:]
     assert ("Redis is the Celery broker" in second_log) == (broker == "redis")  # the operator is told the cost
-    assert len(photo_requests()) == 2  # the killed download and the one that finished
-    profile = Profile.objects.get(handle="kill-me")
+    assert_finished_once("kill-me", second_log, photo_requests(), tmp_path / "media")
+
+
+def test_with_rabbitmq_a_running_worker_takes_over_the_task_of_a_killed_one_at_once(tmp_path, linkedin, pk):
+    linkedin.profile("take-over", name="Tay Cover", photo_url=linkedin.photo("face.jpg", delay=60))
+
+    def photo_requests() -> list:
+        return [r for r in linkedin.server.requests if "shrink_800_800" in r.path]
+
+    with production_stack(tmp_path, linkedin, broker="rabbitmq") as stack:
+        with stack.worker("worker1") as first, stack.worker("worker2") as second:
+            for name in ("worker1", "worker2"):
+                wait_until(lambda name=name: READY in stack.log(name).read_text(), 60, f"{name} to be ready")
+            stack.avatar(pk, "take-over")
+            wait_until(photo_requests, 30, "a worker to start downloading the photo")
+            first_took_it = RECEIVED in stack.log("worker1").read_text()
+            doomed, standby = (first, "worker2") if first_took_it else (second, "worker1")
+            linkedin.photo("face.jpg")  # the photo host answers promptly now
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+            recovery_s = stack.seconds_to_302(pk, "take-over", since=time.monotonic(), timeout=RECOVERY_BOUND_S)
+            print(f"\nrabbitmq, a second worker running: a 302 {recovery_s:.1f} s after the kill")
+    assert_finished_once("take-over", stack.log(standby).read_text(), photo_requests(), tmp_path / "media")
+
+
+def assert_finished_once(handle: str, worker_log: str, photo_requests: list, media) -> None:
+    """The task finished once on the worker that took it over: one image, its files and nothing more."""
+    assert worker_log.count(SUCCEEDED) == 1, worker_log[-3000:]
+    assert len(photo_requests) == 2  # the killed download and the one that finished
+    profile = Profile.objects.get(handle=handle)
     image = AvatarImage.objects.get(profile=profile)
     assert profile.current_image_id == image.pk and profile.failures == 0
-    media = tmp_path / "media"
     stored = sorted(p.name for p in (media / "avatars").iterdir())
     assert stored == sorted(f"{digest}.webp" for digest in image.renditions["webp"].values())
     assert [p.name for p in (media / "sources").iterdir()] == [image.source_hash]
