@@ -33,6 +33,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
@@ -66,9 +68,9 @@ class _Level1:
         self._values: dict[str, tuple[Any, float]] = {}
         self.generation = 0  # bumped by every invalidation: a read that raced one is not kept
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, now: float) -> Any:
         found = self._values.get(key)
-        if found is None or found[1] < self._clock():
+        if found is None or found[1] < now:
             return MISSING
         return found[0]
 
@@ -198,9 +200,14 @@ class HotCache:
         self._first_heard = threading.Event()
 
     # ------------------------------------------------------------ reading
-    def trusted(self) -> bool:
+    def trusted(self, now: float | None = None) -> bool:
         """Level 1 may answer: Redis is configured and the invalidation channel answered lately."""
-        return self.redis is not None and self.clock() - self._heard_at < LIVENESS_S
+        return self.redis is not None and (self.clock() if now is None else now) - self._heard_at < LIVENESS_S
+
+    def _from_level1(self, key: str) -> Any:
+        """The key's value in level 1 if it may be trusted, else MISSING (the hit path: one clock read)."""
+        now = self.clock()
+        return self.level1.get(key, now) if self.trusted(now) else MISSING
 
     def generation(self) -> int | None:
         if self.redis is not None and not self.trusted():
@@ -212,7 +219,7 @@ class HotCache:
             if local_only or not self.retry_pending():
                 return None  # Redis may still hold what was deleted: the database answers
         if local_only and self.redis is not None:
-            value = self.level1.get(key) if self.trusted() else MISSING
+            value = self._from_level1(key)
             return None if value is MISSING else value
         return self.read(key)[0]
 
@@ -221,10 +228,8 @@ class HotCache:
         (None, so nothing is written back, when the value came from level 1 or Redis is away)."""
         if self.pending and key in self.pending and not self.retry_pending():
             return None, None
-        if self.trusted():
-            value = self.level1.get(key)
-            if value is not MISSING:
-                return value, None
+        if (value := self._from_level1(key)) is not MISSING:
+            return value, None
         self._ensure_listener()
         generation = self.level1.generation
         try:
@@ -388,18 +393,24 @@ def _process_cache() -> HotCache:
 
 
 _instance: HotCache | None = None
-_instance_url: str | None = None
 _instance_lock = threading.Lock()
 
 
 def instance() -> HotCache:
-    """This process's cache, for the REDIS_URL in effect (tests switch it)."""
-    global _instance, _instance_url
-    if _instance is None or _instance_url != settings.REDIS_URL:
+    """This process's cache (reading a Django setting here would cost more than a level-1 hit)."""
+    global _instance
+    if _instance is None:
         with _instance_lock:
-            if _instance is None or _instance_url != settings.REDIS_URL:
-                _instance, _instance_url = _process_cache(), settings.REDIS_URL
+            _instance = _instance or _process_cache()
     return _instance
+
+
+@receiver(setting_changed)
+def _follow_redis_url(setting: str, **kwargs) -> None:
+    """Tests switch REDIS_URL in-process: the next call builds the cache for the new one."""
+    global _instance
+    if setting == "REDIS_URL":
+        _instance = None
 
 
 def reset() -> None:
