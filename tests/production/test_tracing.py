@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from avtrz.avatars.models import Profile
 from tests import services
 from tests.faults.conftest import linkedin, upstream_env  # noqa: F401 (a fixture this test uses)
+from tests.workspaces.conftest import make_connection  # noqa: F401 (a fixture this test uses)
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.celery_worker]
@@ -41,6 +42,10 @@ def json_lines(log: Path) -> list[dict]:
     return entries
 
 
+def succeeded(log: Path) -> int:
+    return log.read_text().count("] succeeded in")
+
+
 def wait_until(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -49,10 +54,22 @@ def wait_until(condition, timeout: float, what: str):
     return result
 
 
-def test_a_request_is_traced_through_the_web_and_the_task_it_queued(tmp_path, linkedin, pk):  # noqa: F811
-    linkedin.profile("trace-me", name="Tracy Ng", photo_url=linkedin.photo("face.jpg"))
+def test_a_request_is_traced_through_the_web_and_the_task_it_queued(
+    tmp_path,
+    linkedin,  # noqa: F811
+    pk,
+    alice,
+    acme,
+    make_connection,  # noqa: F811
+    settings,
+):
+    photo = linkedin.photo("face.jpg")
+    linkedin.profile("trace-me", name="Tracy Ng", photo_url=photo)
+    linkedin.profile("trace-mcp", name="Mac Pei", photo_url=photo)
     port, queue = services.free_port(), f"test-{secrets.token_hex(4)}"
     base = f"http://127.0.0.1:{port}"
+    settings.PUBLIC_BASE_URL = base  # the AI connection's token is for this server's /mcp
+    _connection, token = make_connection(alice, acme)
     env = services.server_env(
         **upstream_env(linkedin),
         DEBUG="false",
@@ -88,7 +105,14 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(tmp_path, li
             60,
             "the worker to enrich the profile",
         )
-        wait_until(lambda: "succeeded" in logs["worker"].read_text(), 30, "the worker to log the task's end")
+        wait_until(lambda: succeeded(logs["worker"]) == 1, 30, "the worker to log the task's end")
+        # An AI assistant's lookup of another unknown profile: its enrichment is queued from the MCP server.
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        headers |= {"MCP-Protocol-Version": "2025-11-25", "X-Request-ID": "mcp-call"}
+        lookup = {"name": "get_profile_avatar", "arguments": {"username": "trace-mcp"}}
+        tool_call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": lookup}
+        answers["mcp-call"] = requests.post(f"{base}/mcp", json=tool_call, headers=headers, timeout=30)
+        wait_until(lambda: succeeded(logs["worker"]) == 2, 60, "the worker to enrich the MCP lookup's profile")
         # The same request again until one of the two web processes answers it from its caches.
         for attempt in range(40):
             hit = requests.get(avatar, headers={"X-Request-ID": f"hit-{attempt}"}, allow_redirects=False, timeout=10)
@@ -107,6 +131,7 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(tmp_path, li
     assert hit.status_code == 302 and hit.headers["X-Cache"] == "HIT", "no cache hit in 40 tries"
     assert refused.status_code == 400 and refused.headers["X-Cache"] == "HIT"  # refused by the fast path
     assert answers["mcp-anon"].status_code == 401
+    assert answers["mcp-call"].status_code == 200 and not answers["mcp-call"].json()["result"].get("isError")
     for rid, response in answers.items():
         assert response.headers["X-Request-ID"] == rid, rid  # once: requests would join two with ", "
     assert made_up.headers["X-Request-ID"] != "x" * 200 and len(made_up.headers["X-Request-ID"]) == 32
@@ -117,10 +142,13 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(tmp_path, li
         assert rid in access, f"no access line for {rid}"
     assert "/mcp" in access["mcp-anon"] and "size=7" in access["bad-size"]
     assert str(pk) not in logs["web"].read_text()  # keys are cut to prefix and last four
-    task = [e["message"] for e in worker_lines if "enrich_profile" in e["message"]]
-    assert [e["message"] for e in worker_lines if e["request_id"] == "enrich-1"] == task, worker_lines
-    assert [m.split("] ")[1].split(" ")[0] for m in task] == ["received", "succeeded"], task
-    assert {e["request_id"] for e in worker_lines if "enrich_profile" not in e["message"]} == {"-"}
+    # Each enrichment's lines, from "received" to "succeeded", carry the id of the request that queued it.
+    tasks: dict[str, list[str]] = {}
+    for entry in worker_lines:
+        if "enrich_profile" in entry["message"]:
+            tasks.setdefault(entry["request_id"], []).append(entry["message"].split("] ")[1].split(" ")[0])
+    assert tasks == {"enrich-1": ["received", "succeeded"], "mcp-call": ["received", "succeeded"]}, worker_lines
+    assert {e["request_id"] for e in worker_lines if "enrich_profile" not in e["message"]} <= {"-", *tasks}
     assert {e["logger"] for e in web_lines} >= {"uvicorn.error", "uvicorn.access"}  # the parent's lines too
     assert any(e["message"].endswith(" ready.") for e in worker_lines)
     assert any(e["logger"] == "celery.beat" for e in beat_lines)
