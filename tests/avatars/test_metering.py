@@ -154,3 +154,13 @@ def test_the_fast_path_replay_counts_down_the_bucket(client, pk, eileen):
     assert [status for status, _ in answers] == [302, 302, 302]
     assert [headers[b"ratelimit"] for _, headers in answers] == [b'"burst";r=%d;t=0' % n for n in (58, 57, 56)]
     assert all(headers[b"ratelimit-policy"] == b'"burst";q=60;w=12' for _, headers in answers)
+
+
+def test_the_api_reference_explains_the_headers_and_the_img_decision(client):
+    from django.urls import reverse
+
+    html = client.get(reverse("docs:api")).content.decode()
+    assert 'RateLimit-Policy: "burst";q=60;w=12' in html and "private, max-age=60" in html
+    documented = client.get("/v1/openapi.json").json()["paths"]["/v1/avatar"]["get"]["responses"]
+    assert {"RateLimit-Policy", "RateLimit"} <= set(documented["302"]["headers"]) & set(documented["429"]["headers"])
+    assert "Avtrz-Profile-Status" in documented["200"]["headers"]
