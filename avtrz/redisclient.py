@@ -22,18 +22,19 @@ from redis.retry import Retry
 
 
 STALL_PAUSE_S = 2.0
-_paused_until: dict[tuple[str, int], float] = {}  # (host, port) -> monotonic time
+_paused_until: dict[tuple[str, int], float] = {}  # (host, port) -> _clock() time
+_clock = time.monotonic  # tests move their own
 
 
 class StallBreakerConnection(redis.Connection):
     """A connection that fails at once while its server timed out moments ago (see above)."""
 
     def _wait_allowed(self) -> None:
-        if _paused_until.get((self.host, self.port), 0.0) > time.monotonic():
+        if _paused_until.get((self.host, self.port), 0.0) > _clock():
             raise RedisTimeout(f"Redis at {self.host}:{self.port} timed out moments ago; not waiting on it again yet")
 
     def _timed_out(self) -> None:
-        _paused_until[(self.host, self.port)] = time.monotonic() + STALL_PAUSE_S
+        _paused_until[(self.host, self.port)] = _clock() + STALL_PAUSE_S
 
     def connect_check_health(self, *args, **kwargs):
         self._wait_allowed()

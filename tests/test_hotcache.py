@@ -15,8 +15,10 @@ from django.db import connection
 from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
+from avtrz import redisclient
 from avtrz.avatars import cards
 from avtrz.avatars.models import Profile
 from avtrz.hotcache import LIVENESS_S, HotCache
@@ -269,3 +271,31 @@ def test_a_card_read_before_an_enrichment_does_not_overwrite_it():
     with _after_the_first_query_of("avatars_profile", lambda: cards.remember(resolved)):
         assert cards.load_card("ada-demo").status == Profile.Status.ENRICHING
     assert cards.cached_card("ada-demo") == resolved
+
+
+# ---------------------------------------------------------------- the Redis client
+
+
+def test_a_redis_that_timed_out_is_not_waited_on_again_for_a_moment(redis_url, clock, monkeypatch):
+    """One request pays a stalled Redis's timeout; the ones right after it fail at once (and fall back)."""
+    monkeypatch.setattr(redisclient, "_clock", clock)
+    target = urlsplit(redis_url)
+    with BlackHole(target.hostname or "127.0.0.1", target.port or 6379) as hole:
+        client = redis.Redis.from_url(
+            f"redis://127.0.0.1:{hole.port}{target.path}",
+            socket_timeout=0.2,
+            socket_connect_timeout=0.2,
+            retry=Retry(NoBackoff(), 0),
+            connection_class=redisclient.StallBreakerConnection,
+        )
+        assert client.ping()
+        hole.stall()
+        with pytest.raises(RedisTimeout, match="Timeout reading"):
+            client.ping()  # waits out its timeout
+        with pytest.raises(RedisTimeout, match="moments ago"):
+            client.get("k")  # does not wait again
+        hole.flow()
+        with pytest.raises(RedisTimeout, match="moments ago"):
+            client.get("k")
+        clock.advance(redisclient.STALL_PAUSE_S)
+        assert client.ping()  # the first call after the pause tries again
