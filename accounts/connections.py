@@ -316,7 +316,7 @@ def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | No
 
 GRANT_CACHE_PREFIX = "mcp:token:"
 # A cached check is redone against the database at least this often, whatever the token's expiry.
-TOKEN_CACHE_MAX_TTL = 3600
+GRANT_CACHE_MAX_TTL = 3600
 
 
 @dataclass(frozen=True)
@@ -330,7 +330,7 @@ class TokenGrant:
         return now < self.expires_at
 
 
-def _token_cache_key(checksum: str) -> str:
+def _grant_cache_key(checksum: str) -> str:
     return GRANT_CACHE_PREFIX + checksum
 
 
@@ -350,35 +350,40 @@ def cached_token_grant(token: str, *, local_only: bool = False) -> TokenGrant | 
     I/O (for the event loop, see ``hotcache.get``)."""
     if not _caches_tokens():
         return None
-    found = hotcache.get(_token_cache_key(_token_checksum(token)), local_only=local_only)
+    found = hotcache.get(_grant_cache_key(_token_checksum(token)), local_only=local_only)
     return found if isinstance(found, TokenGrant) else None
 
 
 def token_grant(token: str) -> TokenGrant | None:
     """What ``token`` may do at the MCP endpoint: from the hot cache, else checked in the database
     (``workspace_for_access_token``) and then cached until it expires. None when it may not."""
-    cached = cached_token_grant(token)
-    if cached is not None:
+    if not _caches_tokens():
+        return _verified_grant(token)
+    key = _grant_cache_key(_token_checksum(token))
+    cached, version = hotcache.read(key)
+    if isinstance(cached, TokenGrant):
         return cached
-    # A revocation committed between our read and our write would be undone by the write: it is
-    # kept only when no cached value changed anywhere meanwhile (which also says the invalidation
-    # channel is up).
-    generation = hotcache.generation() if _caches_tokens() else None
+    grant = _verified_grant(token)
+    if grant is not None:
+        ttl = min(GRANT_CACHE_MAX_TTL, grant.expires_at - time.time())
+        if ttl >= 1:
+            # Not written if a revocation dropped the key since the read: it would bring the token back.
+            hotcache.set_if_current(key, grant, ttl, version)
+    return grant
+
+
+def _verified_grant(token: str) -> TokenGrant | None:
     found = workspace_for_access_token(token)
     if found is None:
         return None
     access_token, workspace = found
-    grant = TokenGrant(workspace=workspace, expires_at=access_token.expires.timestamp())
-    ttl = min(TOKEN_CACHE_MAX_TTL, grant.expires_at - time.time())
-    if generation is not None and ttl >= 1 and hotcache.generation() == generation:
-        hotcache.set(_token_cache_key(access_token.token_checksum), grant, ttl)
-    return grant
+    return TokenGrant(workspace=workspace, expires_at=access_token.expires.timestamp())
 
 
 def forget_token_grants(checksums: Iterable[str]) -> None:
     """Drop the cached checks of these tokens (SHA-256 digests) on every worker, once the current
     transaction commits: before that, a worker re-reading the database would still find them live."""
-    keys = [_token_cache_key(checksum) for checksum in checksums]
+    keys = [_grant_cache_key(checksum) for checksum in checksums]
     if keys and _caches_tokens():
         transaction.on_commit(lambda: hotcache.delete_many(keys))
 
