@@ -65,12 +65,13 @@ def load_card(handle: str) -> Card | None:
     if card is not None:
         return card
     profile = Profile.objects.select_related("current_image").filter(handle=handle).first()
-    if profile is None:
-        if OptOut.objects.filter(handle=handle).exists():
-            return remember(Card(handle=handle, status=OPTED_OUT))
+    if profile is not None:
+        card = card_for(profile, profile.current_image)
+    elif OptOut.objects.filter(handle=handle).exists():
+        card = Card(handle=handle, status=OPTED_OUT)
+    else:
         return None
-    card = card_for(profile, profile.current_image)
-    # Not written back if the profile changed (an enrichment's `remember`) while it was read.
+    # Not written back if the card changed (an enrichment, a removal, a restore) while it was read.
     hotcache.set_if_current(card_key(handle), card, CARD_TTL, version)
     return card
 
