@@ -51,7 +51,7 @@ test: $(VENV)/.dev
 	$(BIN)/pytest
 
 # The production shape on this machine (not a set-up command): needs DATABASE_URL (PostgreSQL), REDIS_URL,
-# SECRET_KEY and OIDC_RSA_PRIVATE_KEY; see README "Deploy".
+# SECRET_KEY, AVTRZ_KEY_DERIVATION_SECRET and OIDC_RSA_PRIVATE_KEY; see README "Deploy".
 prod-local: $(VENV)/.runtime
 	HOST=$(HOST) PORT=$(PORT) BIN=$(BIN) bin/prod-local
 
