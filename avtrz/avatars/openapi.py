@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
+from avtrz.avatars.services import PUBLIC_STATUS
 
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+PROFILE_STATUSES = [*dict.fromkeys(PUBLIC_STATUS.values()), "not_found"]  # what services.public_status says
 
 
 # draft-ietf-httpapi-ratelimit-headers, on every answer that passed the meter (api.rate_limit_headers).
@@ -118,12 +120,11 @@ def openapi_document() -> dict:
                         "200": {
                             "description": "No photo: an SVG monogram. Avtrz-Profile-Status says why, in the words "
                             "the MCP tools use: enriching (still being fetched, or LinkedIn refused us for now and "
-                            "we retry: ask again later), not_found, or resolved (the profile has no photo).",
+                            "we retry: ask again later), not_found, resolved (the profile has no photo), or "
+                            "opted_out (the person asked not to be shown).",
                             "headers": {
                                 "Cache-Control": {"schema": {"type": "string", "const": "no-store"}},
-                                "Avtrz-Profile-Status": {
-                                    "schema": {"type": "string", "enum": ["enriching", "not_found", "resolved"]}
-                                },
+                                "Avtrz-Profile-Status": {"schema": {"type": "string", "enum": PROFILE_STATUSES}},
                                 **RATE_LIMIT_HEADERS,
                             },
                             "content": {"image/svg+xml": {"schema": {"type": "string"}}},

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 
 from avtrz import hotcache
 from avtrz.avatars import tasks
-from avtrz.avatars.cards import Card, cached_card, load_card, remember
+from avtrz.avatars.cards import OPTED_OUT, Card, cached_card, load_card, remember
 from avtrz.avatars.models import Profile
 from workspaces import usage
 
@@ -57,11 +57,12 @@ PUBLIC_STATUS = {
     Profile.Status.RESOLVED: "resolved",
     Profile.Status.ENRICHING: "enriching",
     Profile.Status.BLOCKED: "enriching",
+    OPTED_OUT: OPTED_OUT,
 }
 
 
 def public_status(card: Card) -> str:
-    """`resolved`, `enriching` or `not_found`: the status `/v1/avatar` and the MCP tools both report."""
+    """`resolved`, `enriching`, `opted_out` or `not_found`: the status `/v1/avatar` and the MCP tools both report."""
     return PUBLIC_STATUS.get(card.status, "not_found")
 
 

@@ -164,3 +164,13 @@ def test_the_api_reference_explains_the_headers_and_the_img_decision(client):
     documented = client.get("/v1/openapi.json").json()["paths"]["/v1/avatar"]["get"]["responses"]
     assert {"RateLimit-Policy", "RateLimit"} <= set(documented["302"]["headers"]) & set(documented["429"]["headers"])
     assert "Avtrz-Profile-Status" in documented["200"]["headers"]
+
+
+def test_an_opted_out_profile_says_so_on_both_channels(client, pk, acme):
+    from avtrz.avatars.cards import OPTED_OUT, Card, remember
+    from mcpserver.lookups import profile_avatar
+
+    remember(Card(handle="left-us", status=OPTED_OUT))
+    response = get(client, key=pk, username="left-us")
+    assert response.status_code == 200 and response[api.STATUS_HEADER] == "opted_out"
+    assert profile_avatar(acme, None, "left-us", 64).structured["status"] == "opted_out"
