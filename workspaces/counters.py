@@ -84,10 +84,20 @@ return {rate_grant, math.floor(tokens * 1000), quota_grant}
 """
 
 # Takes a period's drained counter: what every process counted that is not in the database yet.
+# KEYS: the drained counter, this take's mark, the marks of this process's takes whose answer was lost
+# (ARGV[2] of them), then the mark of its last answered take. A take leaves what it took under its mark
+# until the next, so a take whose answer was lost is recovered by the next rather than lost.
 _TAKE_DRAINED_SCRIPT = """
-local drained = tonumber(redis.call('GET', KEYS[1]) or '0')
+local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
 redis.call('DEL', KEYS[1])
-return drained
+for i = 3, 2 + tonumber(ARGV[2]) do
+  taken = taken + tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+for i = 3, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+redis.call('SET', KEYS[2], taken, 'EX', ARGV[1])
+return taken
 """
 
 
@@ -285,6 +295,9 @@ class LeasedCounters:
         self._buckets: dict[int, _BucketLease] = {}  # workspace -> lease
         self._activity = Activity()
         self._unsure: list[_Batch] = []  # drains sent without an answer: applied or not, Redis will say
+        self._answered_batch: str | None = None  # the mark of the last drain Redis answered, deleted by the next
+        self._unanswered_takes: dict[int, list[str]] = {}  # period -> marks of takes whose answer was lost
+        self._answered_take: dict[int, str] = {}  # period -> mark of its last take, deleted by the next
         self._local = LocalCounters(clock)  # the limiter while Redis is away
         self._outage = RedisOutage(clock)
         self._retry_at = 0.0
@@ -394,15 +407,30 @@ class LeasedCounters:
             return drained + (lease.delta if lease else 0) + self._local.not_stored(meter)
 
     def take_drained(self, period_id: int) -> int:
-        """Take what every process drained for the period (to add it to the database); 0 when Redis is away."""
+        """Take what every process drained for the period (to add it to the database), and what
+        earlier takes got whose answer was lost; 0 when Redis is away."""
         if self._clock() < self._retry_at:
             return 0
+        mark = uuid.uuid4().hex
+        with self._lock:
+            unanswered = self._unanswered_takes.pop(period_id, [])
+            answered = self._answered_take.pop(period_id, None)
+        marks = [mark, *unanswered, *([answered] if answered else [])]
         try:
-            return int(self._take_drained(keys=[_key("drained", period_id)]))
+            taken = self._take_drained(
+                keys=[_key("drained", period_id), *(_key("take", each) for each in marks)],
+                args=[BATCH_MARK_TTL_S, len(unanswered)],
+            )
         except RedisError as exc:
             with self._lock:
                 self._failed(exc)
+                self._unanswered_takes[period_id] = [*unanswered, mark]
+                if answered:
+                    self._answered_take[period_id] = answered
             return 0
+        with self._lock:
+            self._answered_take[period_id] = mark
+        return int(taken)
 
     def drain(self) -> Activity:
         """Add local counts to the shared drained counters and give idle leases' tokens back.
@@ -442,11 +470,14 @@ class LeasedCounters:
                 return activity
         if not unsure and not fresh:
             return activity
+        with self._lock:
+            answered, self._answered_batch = self._answered_batch, None
         try:
-            never_applied = self._send(unsure, fresh)
+            never_applied = self._send(unsure, fresh, answered)
         except RedisError as exc:
             with self._lock:
                 self._failed(exc)
+                self._answered_batch = self._answered_batch or answered
                 if fresh:  # sent, but did Redis apply it? Its counts go to the database now either way
                     for send in fresh.sends:
                         activity.unsent[send.period_id] += send.counted
@@ -455,13 +486,14 @@ class LeasedCounters:
             return activity
         with self._lock:
             self._outage.recovered()
+            self._answered_batch = fresh.token if fresh else None
             for batch in never_applied:
                 self._keep(batch, activity, counts=False)  # its counts went to the database already
         return activity
 
-    def _send(self, unsure: list[_Batch], fresh: _Batch | None) -> list[_Batch]:
-        """Settle the unsure batches and apply the fresh one, in one MULTI/EXEC (all of it or none).
-        Returns the unsure batches Redis never applied."""
+    def _send(self, unsure: list[_Batch], fresh: _Batch | None, answered: str | None) -> list[_Batch]:
+        """Settle the unsure batches and apply the fresh one, in one MULTI/EXEC (all of it or none);
+        the mark of the last answered batch goes. Returns the unsure batches Redis never applied."""
         marks = []
         if unsure:
             check = self._client.pipeline(transaction=False)
@@ -469,6 +501,8 @@ class LeasedCounters:
                 check.get(_key("drain", batch.token))
             marks = check.execute()
         pipe = self._client.pipeline(transaction=True)
+        if answered:
+            pipe.delete(_key("drain", answered))
         for batch, mark in zip(unsure, marks, strict=True):
             if mark == APPLIED:  # and its counts were also stored directly: take them back out
                 for send in batch.sends:

@@ -241,6 +241,16 @@ def test_a_failed_drain_loses_no_count_and_reserves_no_quota(clock, redis_client
     assert int(redis_client.get(drained) or 0) == 0  # counted once, in the database
 
 
+def test_redis_keeps_one_mark_per_process_not_one_per_drain(clock, redis_client):
+    live = LeasedCounters(redis_client, clock)
+    for _ in range(5):
+        assert live.admit(meter(), None).allowed
+        live.drain()
+        live.take_drained(1)
+    assert len(redis_client.keys(counters._key("drain", "*"))) == 1
+    assert len(redis_client.keys(counters._key("take", "*"))) == 1
+
+
 @contextmanager
 def answers_lost(client):
     """Redis gets every command and carries it out, but once the connection is up its answers stop
@@ -295,6 +305,21 @@ def test_a_drain_redis_took_without_answering_counts_once(clock):
     for _ in range(2):
         assert not live.drain().unsent
     assert int(client.get(drained)) == 0  # taken back out once, when Redis answered again
+    client.close()
+
+
+def test_a_take_whose_answer_was_lost_is_recovered_by_the_next(clock):
+    client = redis.Redis.from_url(services.redis_url(), socket_timeout=0.3, socket_connect_timeout=0.3)
+    live = LeasedCounters(client, clock)
+    for _ in range(3):
+        assert live.admit(meter(), None).allowed
+    live.drain()  # 3 in the drained counter
+    with answers_lost(client):
+        assert live.take_drained(1) == 0  # Redis took them; the answer never came
+    assert client.get(counters._key("drained", 1)) is None
+    clock.advance(2)
+    assert live.take_drained(1) == 3
+    assert live.take_drained(1) == 0  # once
     client.close()
 
 
