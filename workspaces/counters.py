@@ -14,9 +14,11 @@ The quota is a `reserved` counter per period, leased the same way against the pe
 
 Counts reach the database by addition, each exactly once: `drain` (twice a second) adds this
 process's admissions to a shared `drained` counter in Redis, and whichever process writes a period
-next takes that counter (atomically) and adds it to the database. What Redis does not take (it is
-away) `drain` hands back as `Activity.unsent`, for this process to add to the database itself, so a
-process stopped before Redis returns has lost nothing.
+next takes that counter (atomically) and adds it to the database. What Redis does not answer for
+(it is away, or stalled) `drain` hands back at once as `Activity.unsent`, for this process to add to
+the database itself, so a process stopped before Redis returns has lost nothing; marks set in the
+same transactions tell, once Redis answers again, whether it had applied such a call after all, and
+that is undone (`_Batch`). A take whose answer was lost is recovered by the next the same way.
 
 No Redis I/O happens under the lock: a request claims the tokens in hand, asks Redis outside the
 lock for what it lacks, then applies the answer under the lock again.
@@ -46,7 +48,7 @@ LEASE_IDLE_S = 1.0  # unused tokens of a lease go back to the shared pool after 
 # busy process asks Redis a few dozen times a second, small enough that idle leases hold back little.
 LEASE_MAX = 512
 LEASE_SHARE = 16
-BATCH_MARK_TTL_S = 86400  # how long Redis remembers that it applied a drain (see `_Batch`)
+BATCH_MARK_TTL_S = 86400  # how long Redis keeps a drain's or a take's mark (see `_Batch`, `take_drained`)
 APPLIED, SETTLED = b"applied", b"settled"
 REDIS_RETRY_S = 1.0  # after a failed call, requests are decided in memory this long before Redis is asked again
 OUTAGE_REPORT_S = 60.0  # while Redis is away, one log line this often (and one when it goes, one when it returns)
