@@ -26,6 +26,7 @@ lock for what it lacks, then applies the answer under the lock again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -113,6 +114,7 @@ class Admission:
     remaining: int | None = None
 
 
+@functools.lru_cache(maxsize=4096)  # one frozen instance per figure: building one costs as much as the rest of admit
 def _admitted(remaining: int) -> Admission:
     return Admission(True, remaining=remaining)
 
