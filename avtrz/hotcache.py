@@ -22,7 +22,6 @@ Two things keep a stale value from coming back:
 
 from __future__ import annotations
 
-import builtins
 import logging
 import pickle
 import threading
@@ -189,7 +188,9 @@ class HotCache:
         self.level1 = _Level1(clock)
         self.store = _RedisStore(redis, prefix) if redis else _ProcessStore()
         self.sender = uuid.uuid4().hex[:12]  # names this process's invalidations, so it skips their echo
-        self.pending: set[str] = builtins.set()  # deletes that could not reach Redis yet
+        # Deletes that could not reach Redis yet: key -> how many times one failed, so a retry that
+        # ran (outside the lock) while another failure came in does not forget the newer one.
+        self.pending: dict[str, int] = {}
         self._pending_lock = threading.Lock()
         self._heard_at = float("-inf")  # when the invalidation channel last answered
         self._pinged_at = float("-inf")
@@ -244,13 +245,14 @@ class HotCache:
     def set(self, key: str, value: Any, timeout: float) -> None:
         """Store `value`, whatever was there (it is newer than anything a loader read)."""
         generation = self.level1.generation
+        superseded = self._pending_now([key])
         try:
             self.store.write(key, value, timeout)
         except RedisError:
             self._keep_pending([key])  # whatever Redis holds for it now is not this value
             self._invalidate(key)
         else:
-            self._discard_pending([key])
+            self._forget_pending(superseded)  # this write replaced what those deletes were for
             self._invalidate(key, value, generation)
 
     def set_if_current(self, key: str, value: Any, timeout: float, version: Version) -> bool:
@@ -290,28 +292,40 @@ class HotCache:
     # ------------------------------------------------------------ failed deletes
     def _keep_pending(self, keys: Iterable[str]) -> None:
         with self._pending_lock:
-            self.pending.update(keys)
+            for key in keys:
+                self.pending[key] = self.pending.get(key, 0) + 1
         self._ensure_listener()  # it retries them
 
-    def _discard_pending(self, keys: Iterable[str]) -> None:
-        if self.pending:
+    def _pending_now(self, keys: Iterable[str] | None = None) -> dict[str, int]:
+        if not self.pending:
+            return {}
+        with self._pending_lock:
+            if keys is None:
+                return dict(self.pending)
+            return {key: self.pending[key] for key in keys if key in self.pending}
+
+    def _forget_pending(self, done: dict[str, int]) -> None:
+        """Drop the deletes in `done`, unless one of them failed again since."""
+        if done:
             with self._pending_lock:
-                self.pending.difference_update(keys)
+                for key, failures in done.items():
+                    if self.pending.get(key) == failures:
+                        del self.pending[key]
 
     def retry_pending(self) -> bool:
-        """Delete what could not be deleted before; True when nothing is left pending."""
-        with self._pending_lock:
-            keys = sorted(self.pending)
-            if not keys:
-                return True
-            try:
-                self.store.delete_many(keys)
-            except RedisError:
-                return False
-            self.pending.difference_update(keys)
-        for key in keys:
+        """Delete what could not be deleted before (Redis I/O outside the lock); True when nothing is
+        left pending."""
+        retrying = self._pending_now()
+        if not retrying:
+            return True
+        try:
+            self.store.delete_many(sorted(retrying))
+        except RedisError:
+            return False
+        self._forget_pending(retrying)
+        for key in retrying:
             self._invalidate(key)
-        return True
+        return not self.pending
 
     # ------------------------------------------------------------ the invalidation channel
     def _channel(self) -> str:
