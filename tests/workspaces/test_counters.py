@@ -6,6 +6,7 @@ import pickle
 import socket
 import threading
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -14,7 +15,8 @@ from django.db import OperationalError, connection
 from tests import services
 from workspaces import counters, usage
 from workspaces.counters import LeasedCounters, LocalCounters
-from workspaces.models import DailyUsage, UsagePeriod
+from workspaces.models import DailyUsage, UsagePeriod, Workspace
+from workspaces.services import roll_usage_periods
 
 
 class Clock:
@@ -400,6 +402,20 @@ def test_nothing_is_counted_twice_when_redis_returns(acme, leased, clock, redis_
     usage.flush_now(force=True)
     assert UsagePeriod.objects.get(pk=period.pk).avatar_requests == 10
     assert usage.requests_used(usage.meter_for_period(UsagePeriod.objects.get(pk=period.pk))) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_roll_stores_what_a_stopped_process_left_in_redis_for_the_last_cycle(acme, leased, clock, redis_client):
+    """A process drained its counts into Redis and stopped before any write of that period."""
+    Workspace.objects.filter(pk=acme.pk).update(billing_anchor_day=15)
+    acme.refresh_from_db()
+    february = usage.current_period(acme, datetime(2026, 3, 1, tzinfo=UTC))
+    stopped = LeasedCounters(redis_client, clock)
+    for _ in range(4):
+        assert stopped.admit(usage.meter_for_period(february), None).allowed
+    stopped.drain()
+    roll_usage_periods(datetime(2026, 3, 15, 0, 30, tzinfo=UTC))
+    assert UsagePeriod.objects.get(pk=february.pk).avatar_requests == 4
 
 
 def test_an_outage_is_logged_once_then_once_a_minute_and_its_end_once(clock, redis_client, caplog):
