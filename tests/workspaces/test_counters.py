@@ -203,11 +203,11 @@ def test_no_redis_call_happens_under_the_lock(clock, redis_client):
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen()
 
+        held = []
+
         def accept_and_say_nothing():
-            peer, _ = black_hole.accept()
+            held.append(black_hole.accept()[0])  # kept open, never read from nor answered
             accepted.set()
-            peer.recv(1)  # until the client gives up
-            peer.close()
 
         threading.Thread(target=accept_and_say_nothing, daemon=True).start()
         point_at(redis_client, black_hole.getsockname()[1])
@@ -220,6 +220,8 @@ def test_no_redis_call_happens_under_the_lock(clock, redis_client):
         admission = live.admit(meter(workspace_id=2, period_id=2), None, local_only=True)
         still_waiting = stalled.is_alive()
         stalled.join(10)
+        for peer in held:
+            peer.close()
     assert admission.allowed and still_waiting
     # The stalled request gave up after the client's read timeout and was decided in memory.
     assert stalled_answers[0].allowed and live.redis_away
