@@ -493,6 +493,9 @@ AVTRZ_UPSTREAM_BREAKER_FAILURES = envint("AVTRZ_UPSTREAM_BREAKER_FAILURES", 5)
 AVTRZ_UPSTREAM_BREAKER_OPEN_S = envint("AVTRZ_UPSTREAM_BREAKER_OPEN_S", 60)
 # How long a request for an unknown profile waits for enrichment before answering with the monogram.
 AVTRZ_ENRICH_WAIT_S = envfloat("AVTRZ_ENRICH_WAIT_S", 2.0)
+# At most this many `/v1/avatar` requests that the fast path hands to Django run at once per process
+# (each holds a thread and a database connection); more, a burst of cold ones, wait their turn.
+AVTRZ_AVATAR_DJANGO_CONCURRENCY = envint("AVTRZ_AVATAR_DJANGO_CONCURRENCY", 16)
 # MCP tool calls' sync work, off Django's one sync thread (mcpserver.lanes): threads for token checks
 # and cached lookups, and at most this many lookups that query the database or wait for enrichment.
 MCP_WARM_THREADS = envint("MCP_WARM_THREADS", 4)

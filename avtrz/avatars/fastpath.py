@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from django.conf import settings
+
 from avtrz import hotcache
 from avtrz.avatars import api
 from avtrz.avatars.services import record_answer
@@ -67,6 +69,14 @@ def _query(raw: bytes) -> dict[str, str]:
 class AvatarFastPath:
     def __init__(self, app) -> None:
         self.app = app
+        # Each request handed to Django takes a thread and a database connection: a burst of cold ones
+        # (a new site's page of 50 avatars, times a few sites) queues here, on the event loop, rather
+        # than opening hundreds of connections at once and being refused by the database.
+        self._to_django = asyncio.Semaphore(settings.AVTRZ_AVATAR_DJANGO_CONCURRENCY)
+
+    async def _django(self, scope, receive, send) -> None:
+        async with self._to_django:
+            await self.app(scope, receive, send)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
@@ -99,7 +109,7 @@ class AvatarFastPath:
             text_headers = {name.decode(): value.decode("latin-1") for name, value in headers.items()}
             result = api.answer(api.parse(params, text_headers, method=scope["method"]), cached_only=True)
         except (api.NeedsDatabase, UnicodeDecodeError):
-            return await self.app(scope, receive, send)
+            return await self._django(scope, receive, send)
         encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
         if not any(name == b"content-length" for name, _ in encoded):
             encoded.append((b"content-length", str(len(result.body)).encode()))
