@@ -297,7 +297,7 @@ def _forward(source, target, silent: threading.Event | None) -> None:
 
 
 def test_a_drain_redis_took_without_answering_counts_once(clock):
-    client = redis.Redis.from_url(services.redis_url(), socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = redis.Redis.from_url(services.redis_url(), socket_timeout=1, socket_connect_timeout=1)
     live = LeasedCounters(client, clock)
     for _ in range(3):
         assert live.admit(meter(), None).allowed
@@ -313,7 +313,7 @@ def test_a_drain_redis_took_without_answering_counts_once(clock):
 
 
 def test_a_take_whose_answer_was_lost_is_recovered_by_the_next(clock):
-    client = redis.Redis.from_url(services.redis_url(), socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = redis.Redis.from_url(services.redis_url(), socket_timeout=1, socket_connect_timeout=1)
     live = LeasedCounters(client, clock)
     for _ in range(3):
         assert live.admit(meter(), None).allowed
