@@ -141,8 +141,10 @@ def test_warm_hits_keep_answering_while_redis_stalls(tmp_path, settings, acme, a
     assert {response.status_code for response, *_ in stalled} == {302}
     assert {response.status_code for response, *_ in probes} == {304}
     assert all_fast_path(stalled) and all_fast_path(probes)
-    waits = [(started, finished) for _, started, finished in stalled if finished - started > 0.2]
-    assert max((finished - started for started, finished in waits), default=0) < 2.5  # bounded by the timeout
-    for waiting_from, waiting_until in waits:  # the event loop kept answering while they waited
+    assert max(finished - started for _, started, finished in stalled) < 2.5  # bounded by Redis's timeout
+    # Those that waited for Redis (half a second or more; a loaded machine alone makes some 0.2 s): the
+    # event loop kept answering others meanwhile.
+    waits = [(started, finished) for _, started, finished in stalled if finished - started >= 0.5]
+    for waiting_from, waiting_until in waits:
         assert any(waiting_from < started and finished < waiting_until for _, started, finished in probes)
     assert all_fast_path(recovered) and {response.status_code for response, *_ in recovered} == {302}
