@@ -22,7 +22,15 @@ from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 from avtrz.avatars.cards import OPTED_OUT, Card
 from avtrz.avatars.models import Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input, profile_url
-from avtrz.avatars.services import NeedsDatabase, Refusal, count_lookup, lookup, meter_lookup, record_answer
+from avtrz.avatars.services import (
+    NeedsDatabase,
+    Refusal,
+    count_lookup,
+    lookup,
+    meter_lookup,
+    public_status,
+    record_answer,
+)
 from mcpserver import images
 from workspaces import keys
 from workspaces.models import Workspace
@@ -136,7 +144,7 @@ def profile_avatar(workspace: Workspace, linkedin_url: str | None, username: str
 
 
 def _avatar_result(handle: str, card: Card, key: str | None, size: int) -> Result:
-    status = _status(card)
+    status = public_status(card)
     structured: dict[str, Any] = {
         "status": status,
         "handle": handle,
@@ -160,7 +168,7 @@ def _avatar_result(handle: str, card: Card, key: str | None, size: int) -> Resul
 
 def profile(workspace: Workspace, linkedin_url: str | None, username: str | None) -> Result:
     handle, card, key = _look_up(workspace, linkedin_url, username)
-    status = _status(card)
+    status = public_status(card)
     found = Profile.objects.filter(handle=handle).first() if status not in ("not_found", OPTED_OUT) else None
     structured: dict[str, Any] = {
         "status": status,
@@ -229,16 +237,6 @@ def _refusal_text(refusal: Refusal) -> str:
         message = refusal.message[0].lower() + refusal.message[1:]
         return f"Avtrz {message} The connection stays valid: no need to reconnect."
     return refusal.message
-
-
-def _status(card: Card) -> str:
-    if card.status in (Profile.Status.ENRICHING, Profile.Status.BLOCKED):
-        return "enriching"
-    if card.status == Profile.Status.RESOLVED:
-        return "resolved"
-    if card.status == OPTED_OUT:
-        return OPTED_OUT
-    return "not_found"
 
 
 def _avatar_text(structured: dict[str, Any], card: Card) -> str:
