@@ -93,11 +93,7 @@ class AvatarFastPath:
         )
         replay = _replays.get(identity)
         if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
-            admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
-            if admission is None:
-                # The leases need refilling from Redis: a worker thread asks, the event loop goes on
-                # (a whole Django request for it would cost a hundred replays).
-                admission = await asyncio.to_thread(usage.admit, replay.meter, key_id=replay.key_id)
+            admission = await _admit(replay.meter, replay.key_id)
             if admission.allowed:
                 record_answer(replay.meter, channel="api", with_photo=True)
                 left = _rate_limit(admission.remaining, admission.retry_after)
@@ -120,6 +116,23 @@ class AvatarFastPath:
             static = [header for header in encoded if header[0] != b"ratelimit"]
             _replays[identity] = _Replay(generation, until, result.meter, result.key_id, static)
         await _send(send, result.status, encoded, result.body)
+
+
+_refills: dict[tuple[int, int], asyncio.Future] = {}  # (workspace, period) -> the lease refill in flight
+
+
+async def _admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
+    """`usage.admit` from memory; when the leases need refilling from Redis, a worker thread asks (a whole
+    Django request for it would cost a hundred replays) and the event loop goes on. One refill per
+    meter at a time: the requests that find the leases empty meanwhile wait for it, then take from them."""
+    while (admission := usage.admit(meter, key_id=key_id, local_only=True)) is None:
+        refill = _refills.get((meter.workspace_id, meter.period_id))
+        if refill is None or refill.done():
+            refill = asyncio.ensure_future(asyncio.to_thread(usage.admit, meter, key_id=key_id))
+            _refills[meter.workspace_id, meter.period_id] = refill
+            return await refill  # the refill decides this request
+        await asyncio.shield(refill)
+    return admission
 
 
 @functools.lru_cache(maxsize=1024)
