@@ -125,12 +125,13 @@ async def _admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
     """`usage.admit` from memory; when the leases need refilling from Redis, a worker thread asks (a whole
     Django request for it would cost a hundred replays) and the event loop goes on. One refill per
     meter at a time: the requests that find the leases empty meanwhile wait for it, then take from them."""
+    key = (meter.workspace_id, meter.period_id)
     while (admission := usage.admit(meter, key_id=key_id, local_only=True)) is None:
-        refill = _refills.get((meter.workspace_id, meter.period_id))
+        refill = _refills.get(key)
         if refill is None or refill.done():
-            refill = asyncio.ensure_future(asyncio.to_thread(usage.admit, meter, key_id=key_id))
-            _refills[meter.workspace_id, meter.period_id] = refill
-            return await refill  # the refill decides this request
+            refill = _refills[key] = asyncio.ensure_future(asyncio.to_thread(usage.admit, meter, key_id=key_id))
+            refill.add_done_callback(lambda done: _refills.pop(key) if _refills.get(key) is done else None)
+            return await asyncio.shield(refill)  # decides this request; not cancelled with it (others wait)
         await asyncio.shield(refill)
     return admission
 
