@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +49,8 @@ class RecordedRequest:
     method: str
     path: str
     headers: Mapping[str, str]
+    at: float = field(default_factory=time.monotonic)
+    """When the request arrived (``time.monotonic()``), for tests that check the gap between tries."""
 
 
 class FixtureServer:

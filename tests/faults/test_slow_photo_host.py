@@ -53,11 +53,12 @@ def test_a_stalled_photo_host_is_retried_in_seconds_and_the_profile_is_never_blo
 
     assert first.status_code == 200  # the monogram while the photo is on its way
     assert Profile.Status.BLOCKED not in statuses, statuses
-    # The first try waited out its budget, the retry came after the first countdown.
-    assert recovery_s >= TASK_READ_BUDGET_S + enrichment.PHOTO_RETRY_COUNTDOWNS_S[0]
+    # The first try waited out its budget, the retry came after the first countdown (timed at the photo host:
+    # the test's own view of when the download began lags it by a poll and a loaded machine's scheduling).
+    first_try, retry = photo_requests()
+    assert retry.at - first_try.at >= TASK_READ_BUDGET_S + enrichment.PHOTO_RETRY_COUNTDOWNS_S[0]
     worker_log = stack.log("worker").read_text()
     assert worker_log.count("retry: Retry in 5s") == 1 and worker_log.count(SUCCEEDED) == 1, worker_log[-3000:]
-    assert len(photo_requests()) == 2
     profile = Profile.objects.get(handle="slow-cdn")
     assert profile.status == Profile.Status.RESOLVED and profile.failures == 0
     assert AvatarImage.objects.filter(profile=profile).count() == 1
