@@ -16,6 +16,8 @@ import logging
 import logging.config
 import os
 import re
+import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -30,6 +32,52 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 # What we accept from a proxy: short, and nothing that could forge a log line or a header.
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class OutageLog:
+    """One dependency's outage in the log: a WARNING when it goes, then at most every `report_every_s`
+    a line with the count of failed calls since the last one, and a line when it is back. A worker that
+    logged a traceback for every failed call would bury everything else during an outage."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        meanwhile: str,
+        *,
+        report_every_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._logger, self._what, self._meanwhile = logger, what, meanwhile
+        self._report_every_s, self._clock = report_every_s, clock
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self._failures = 0
+        self._reported_at = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            now = self._clock()
+            if self.since is None:
+                self.since, self._failures, self._reported_at = now, 0, now
+                self._logger.warning("%s cannot reach Redis (%s): %s", self._what, exc, self._meanwhile)
+                return
+            self._failures += 1
+            if now - self._reported_at >= self._report_every_s:
+                self._logger.warning(
+                    "%s still cannot reach Redis after %d s (%d failed calls since the last report): %s",
+                    self._what,
+                    round(now - self.since),
+                    self._failures,
+                    exc,
+                )
+                self._failures, self._reported_at = 0, now
+
+    def recovered(self) -> None:
+        with self._lock:
+            if self.since is not None:
+                self._logger.warning("%s reach Redis again after %d s", self._what, round(self._clock() - self.since))
+                self.since = None
 
 
 def new_request_id() -> str:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from avtrz.logs import OutageLog
+
 
 log = logging.getLogger(__name__)
 
@@ -248,42 +250,6 @@ class _BucketLease:
         return min(self.burst, self.tokens + self.shared_milli // 1000)
 
 
-class RedisOutage:
-    """Logs Redis going away once as a WARNING, then at most every OUTAGE_REPORT_S with a count of
-    failed calls, and its return once. Callers hold the counters' lock."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.since: float | None = None
-        self._failures = 0
-        self._reported_at = 0.0
-
-    def failed(self, exc: Exception) -> None:
-        now = self._clock()
-        if self.since is None:
-            self.since, self._failures, self._reported_at = now, 0, now
-            log.warning(
-                "usage counters cannot reach Redis (%s): limits hold per process, counts go to the database "
-                "directly until it is back",
-                exc,
-            )
-            return
-        self._failures += 1
-        if now - self._reported_at >= OUTAGE_REPORT_S:
-            log.warning(
-                "usage counters still cannot reach Redis after %d s (%d failed calls since the last report): %s",
-                round(now - self.since),
-                self._failures,
-                exc,
-            )
-            self._failures, self._reported_at = 0, now
-
-    def recovered(self) -> None:
-        if self.since is not None:
-            log.warning("usage counters reach Redis again after %d s", round(self._clock() - self.since))
-            self.since = None
-
-
 class LeasedCounters:
     """While Redis is unreachable, requests are admitted on what this process knows (its own bucket,
     the quota minus what it has counted): limits hold per process rather than overall, no request
@@ -303,7 +269,13 @@ class LeasedCounters:
         self._unanswered_takes: dict[int, list[str]] = {}  # period -> marks of takes whose answer was lost
         self._answered_take: dict[int, str] = {}  # period -> mark of its last take, deleted by the next
         self._local = LocalCounters(clock)  # the limiter while Redis is away
-        self._outage = RedisOutage(clock)
+        self._outage = OutageLog(
+            log,
+            "usage counters",
+            "limits hold per process, counts go to the database directly until it is back",
+            report_every_s=OUTAGE_REPORT_S,
+            clock=clock,
+        )
         self._retry_at = 0.0
         # The count last read from the database per period: the floor for re-seeding a reserved
         # counter that Redis lost (a restart without persistence), so leasing resumes where it was.

@@ -13,15 +13,18 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+from redis.exceptions import RedisError
 
 from accounts.connections import list_connections
 from accounts.models import Connection
+from avtrz.logs import OutageLog
 from workspaces import services, usage
 from workspaces.models import UsagePeriod, Workspace
 from workspaces.signals import usage_changed
 
 
 log = logging.getLogger(__name__)
+_channel_layer_outage = OutageLog(log, "live dashboard updates", "open pages fall back to polling until it is back")
 
 
 def group_name(workspace_id: int) -> str:
@@ -59,8 +62,12 @@ def push(workspace: Workspace, kind: str, data: dict) -> None:
         async_to_sync(get_channel_layer().group_send)(
             group_name(workspace.pk), {"type": "workspace.update", "kind": kind, "data": data}
         )
+    except (RedisError, OSError) as exc:  # the channel layer's Redis is away or stalls: pages poll meanwhile
+        _channel_layer_outage.failed(exc)
     except Exception:
         log.exception("live update for workspace %s failed", workspace.pk)
+    else:
+        _channel_layer_outage.recovered()
 
 
 @receiver(usage_changed)

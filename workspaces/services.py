@@ -8,13 +8,13 @@ import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.connections import revoke_member_connections
+from avtrz import hotcache
 from avtrz.validators import no_control_characters, one_line
 from workspaces import keys, usage
 from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace
@@ -290,8 +290,8 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
         old_expires_at=key.expires_at.isoformat(),
     )
 
-    # The MCP tools' cached clear key goes too: the next tool call hands out the new key.
-    transaction.on_commit(lambda: cache.delete(keys.connector_cache_key(workspace.pk)))
+    # The MCP tools' cached clear key goes too, from every worker's memory: the next tool call hands out the new key.
+    transaction.on_commit(lambda: hotcache.delete(keys.connector_cache_key(workspace.pk)))
     return new
 
 
