@@ -138,6 +138,51 @@ def shared_cache_env() -> dict[str, str]:
     }
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a free port that keeps nothing on disk: `stop()` it for an
+    outage, `start()` it again for its return (empty, as a Redis restarted without persistence)."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._log = log.open("ab")
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or ""
+        require("redis-server", bool(binary), "apt-get install redis-server")
+        cmd = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self._process)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait()
+            self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+
+@contextmanager
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path / "redis.log")
+    try:
+        redis.start()
+        yield redis
+    finally:
+        redis.close()
+
+
+def web_env(port: int, tmp_path: Path, redis: PrivateRedis, **extra: str) -> dict[str, str]:
+    """A served instance on `port` with its media under `tmp_path` and the private Redis."""
+    return server_env(
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", MEDIA_ROOT=str(tmp_path / "media"), REDIS_URL=redis.url, **extra
+    )
+
+
 def uvicorn_cmd(port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,

@@ -19,7 +19,6 @@ import requests
 from kombu import Connection
 
 from tests import services
-from tests.avatars.test_faults import redis_server
 from tests.faults.conftest import FakeLinkedIn, upstream_env
 
 
@@ -81,26 +80,23 @@ class Stack:
 def production_stack(tmp_path: Path, linkedin: FakeLinkedIn, *, broker: str, **env: str) -> Iterator[Stack]:
     """`broker` is "rabbitmq" or "redis" (the private Redis, for deployments with only REDIS_URL)."""
     amqp_url = require_rabbitmq() if broker == "rabbitmq" else None
-    redis_port, web_port = services.free_port(), services.free_port()
+    web_port = services.free_port()
     queue = f"test-{secrets.token_hex(4)}"
-    redis_log = (tmp_path / "redis.log").open("wb")
-    redis = redis_server(redis_port, redis_log)
-    stack_env = services.server_env(
-        **upstream_env(linkedin),
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        CELERY_TASK_DEFAULT_QUEUE=queue,
-        **({"CELERY_BROKER_URL": amqp_url} if amqp_url else {}),
-        **env,
-    )
     try:
-        with services.running(services.uvicorn_cmd(web_port), env=stack_env, port=web_port, log=tmp_path / "web.log"):
-            yield Stack(tmp_path, stack_env, f"http://127.0.0.1:{web_port}", queue)
+        with services.private_redis(tmp_path) as redis:
+            stack_env = services.web_env(
+                web_port,
+                tmp_path,
+                redis,
+                **upstream_env(linkedin),
+                CELERY_TASK_DEFAULT_QUEUE=queue,
+                **({"CELERY_BROKER_URL": amqp_url} if amqp_url else {}),
+                **env,
+            )
+            web_log = tmp_path / "web.log"
+            with services.running(services.uvicorn_cmd(web_port), env=stack_env, port=web_port, log=web_log):
+                yield Stack(tmp_path, stack_env, f"http://127.0.0.1:{web_port}", queue)
     finally:
-        redis.terminate()
-        redis.wait()
-        redis_log.close()
         if amqp_url:  # the queue (and any retry still waiting in it) must not outlive the test
             with Connection(amqp_url) as conn:
                 conn.default_channel.queue_delete(queue)
