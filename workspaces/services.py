@@ -17,8 +17,8 @@ from accounts.connections import revoke_member_connections
 from avtrz import hotcache
 from avtrz.validators import no_control_characters, one_line
 from workspaces import keys, usage
+from workspaces.emails import release_quota_warning, send_email, send_quota_warning
 from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace
-from workspaces.tasks import send_email, send_quota_warning
 
 
 Role = Membership.Role
@@ -424,13 +424,6 @@ def warn_quota_thresholds(period: UsagePeriod, *, requests_used: int) -> list[tu
             _email_quota_warning(period, label, used, limit, max(claimed), fields=fields, stamp=stamp)
             sent.append((meter, max(claimed)))
     return sent
-
-
-def release_quota_warning(period_id: int, fields: list[str], stamp: datetime) -> None:
-    """Unmark warnings whose email could not be sent, so the next check (the flusher, or the hourly
-    roll at the latest) claims and sends them again. Only our own claim is released."""
-    for field in fields:
-        UsagePeriod.objects.filter(pk=period_id, **{field: stamp}).update(**{field: None})
 
 
 def _email_quota_warning(

@@ -15,7 +15,7 @@ from django.utils.translation import ngettext
 from PIL import Image, ImageDraw
 
 from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
-from avtrz.avatars import crops, imaging, removal, tasks
+from avtrz.avatars import crops, imaging, purge, removal, tasks
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import AvatarImage, CropChange, OptOut, OptOutChange, Profile, RemovalRequest
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
@@ -471,7 +471,7 @@ class OptOutChangeAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry deleting the stored files", permissions=["retry_purge"])
     def retry_purge(self, request: HttpRequest, queryset: QuerySet[OptOutChange]) -> None:
-        pks = list(queryset.filter(pk__in=removal.unfinished_purges()).values_list("pk", flat=True))
+        pks = list(queryset.filter(pk__in=purge.unfinished_purges()).values_list("pk", flat=True))
         for pk in pks:
-            transaction.on_commit(partial(removal.queue_purge, pk))
+            transaction.on_commit(partial(tasks.queue_purge, pk))
         self.message_user(request, ngettext("Queued %d purge.", "Queued %d purges.", len(pks)) % len(pks))

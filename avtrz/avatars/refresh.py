@@ -3,6 +3,7 @@ blocked earlier, or stuck enriching). Re-encoding happens only when the photo ve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.db.models import Q
@@ -18,18 +19,15 @@ STUCK_AFTER = timedelta(minutes=10)
 CLAIM_FOR = timedelta(minutes=15)
 
 
-def queue_due_profiles(batch: int = BATCH) -> int:
-    from avtrz.avatars import tasks
-
+def claim_due_profiles(batch: int = BATCH) -> Iterator[str]:
+    """Yield the handle of each due profile as it is claimed; the caller queues its check
+    (`tasks.refresh_due_profiles`)."""
     now = timezone.now()
     due = Profile.objects.filter(
         Q(next_check_at__lte=now)
         | Q(status=Profile.Status.ENRICHING, updated_at__lte=now - STUCK_AFTER, next_check_at__isnull=True)
     ).values_list("pk", "handle", "next_check_at")[:batch]
-    queued = 0
     for pk, handle, next_check_at in due:
         # Compare-and-set: only the worker that moves next_check_at queues the check.
         if Profile.objects.filter(pk=pk, next_check_at=next_check_at).update(next_check_at=now + CLAIM_FOR):
-            tasks.enrich_profile.delay(handle)
-            queued += 1
-    return queued
+            yield handle

@@ -6,7 +6,7 @@ Support removes a profile in one step (`remove_profile`), from a request or on t
 profile and its images leave the database, the handle goes on the opt-out list, its card becomes an
 opted-out card on every worker at once (a hotcache set, which also ends the fast path's replayed
 redirects), its durable image URLs answer 410 Gone (`RemovedImage`), and a task deletes the stored
-files (`purge`), retried until storage has answered. An opted-out handle is never enriched, imported
+files (`purge.purge`), retried until storage has answered. An opted-out handle is never enriched, imported
 or shown again until support lifts the opt-out (`restore`); every step is audited in `OptOutChange`.
 """
 
@@ -19,7 +19,6 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -27,6 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from avtrz import hotcache, throttle
+from avtrz.avatars import tasks
 from avtrz.avatars.cards import OPTED_OUT, Card, card_key, remember
 from avtrz.avatars.models import AvatarImage, OptOut, OptOutChange, Profile, RemovalRequest, RemovedImage
 
@@ -47,8 +47,6 @@ LIMITED = {
 }
 # What support promises on the privacy page: a confirmed request is handled within this many days.
 HANDLED_WITHIN_DAYS = 3
-# Purge retries back off exponentially up to this; a purge still failing is retried by the beat.
-PURGE_RETRY_MAX_S = 3600
 
 
 class RequestRefused(Exception):
@@ -169,58 +167,9 @@ def remove_profile(handle: str, *, actor, reason: str, request: RemovalRequest |
         handled.update(status=RemovalRequest.Status.REMOVED, handled_at=now, handled_by=actor)
         transaction.on_commit(partial(remember, Card(handle=handle, status=OPTED_OUT)))
         if names:
-            transaction.on_commit(partial(queue_purge, change.pk))
+            transaction.on_commit(partial(tasks.queue_purge, change.pk))
     log.info("profile %s removed and opted out (change %s)", handle, change.pk)
     return change
-
-
-def queue_purge(change_pk: int) -> None:
-    from avtrz.avatars import tasks
-
-    try:
-        tasks.purge_removed_images.delay(change_pk)
-    except Exception:
-        # The broker is away, or (tasks run in-process) storage failed: the change shows it and
-        # the beat's `retry_unfinished_purges` tries again.
-        log.exception("purge of removal %s not finished; it will be retried", change_pk)
-
-
-def purge(change_pk: int) -> bool:
-    """Delete the removal's stored files; idempotent (a missing file is already gone).
-
-    Records each failed attempt on the change (the admin shows it) and raises, so the task retries."""
-    change = OptOutChange.objects.get(pk=change_pk)
-    if change.purge != OptOutChange.Purge.PENDING and change.purge != OptOutChange.Purge.RETRYING:
-        return False
-    try:
-        for name in change.stored_names:
-            default_storage.delete(name)
-    except Exception as exc:
-        OptOutChange.objects.filter(pk=change_pk).update(
-            purge=OptOutChange.Purge.RETRYING,
-            purge_attempts=change.purge_attempts + 1,
-            purge_error=f"{type(exc).__name__}: {exc}"[:1000],
-        )
-        raise
-    OptOutChange.objects.filter(pk=change_pk).update(
-        purge=OptOutChange.Purge.DONE,
-        purge_attempts=change.purge_attempts + 1,
-        purge_error="",
-        purged_at=timezone.now(),
-    )
-    return True
-
-
-def unfinished_purges():
-    return OptOutChange.objects.filter(purge__in=[OptOutChange.Purge.PENDING, OptOutChange.Purge.RETRYING])
-
-
-def retry_unfinished_purges() -> int:
-    """Queue again every purge that has not finished (the beat runs this)."""
-    pks = list(unfinished_purges().values_list("pk", flat=True))
-    for pk in pks:
-        queue_purge(pk)
-    return len(pks)
 
 
 def restore(handle: str, *, actor, reason: str) -> OptOutChange:

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from avtrz.avatars import enrichment, imaging, refresh, tasks
+from avtrz.avatars import enrichment, imaging, tasks
 from avtrz.avatars.cards import cached_card
 from avtrz.avatars.models import AvatarImage, Profile
 from tests.avatars.conftest import IMAGES
@@ -194,9 +194,9 @@ def test_refresh_queues_due_profiles_once(linkedin, django_capture_on_commit_cal
     profile = enrichment.enrich("due")
     Profile.objects.filter(pk=profile.pk).update(next_check_at=timezone.now() - timedelta(minutes=1))
     linkedin.profile("due", name="Renamed Person", photo_url=linkedin.photo("face.jpg"))
-    assert refresh.queue_due_profiles() == 1  # eager: enriched right away
+    assert tasks.refresh_due_profiles() == 1  # eager: enriched right away
     assert Profile.objects.get(pk=profile.pk).name == "Renamed Person"
-    assert refresh.queue_due_profiles() == 0
+    assert tasks.refresh_due_profiles() == 0
 
 
 def test_falls_back_to_the_linked_size_when_the_largest_is_refused(linkedin):

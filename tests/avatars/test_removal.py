@@ -205,7 +205,7 @@ def test_a_storage_outage_leaves_the_removal_retrying_until_storage_answers(
     change.refresh_from_db()
     assert change.purge == OptOutChange.Purge.DONE and change.purged_at is not None
     assert not any(default_storage.exists(name) for name in names)
-    assert removal.retry_unfinished_purges() == 0
+    assert tasks.retry_unfinished_purges() == 0
 
 
 def test_support_opts_out_a_pasted_profile_the_directory_has_never_seen(client, staff_client, staff, pk, linkedin):

@@ -84,14 +84,14 @@ def _spend(workspace, *, profiles):
 def test_a_quota_warning_whose_send_fails_is_not_marked_and_is_sent_at_the_next_check(
     acme, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from workspaces import tasks
+    from workspaces import emails
 
-    real_send = tasks.send_mail
+    real_send = emails.send_mail
 
     def broken(*args, **kwargs):
         raise SMTPServerDisconnected("the mail server went away")
 
-    monkeypatch.setattr(tasks, "send_mail", broken)
+    monkeypatch.setattr(emails, "send_mail", broken)
     with django_capture_on_commit_callbacks(execute=True):
         services.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0)
     assert mail.outbox == []
@@ -99,7 +99,7 @@ def test_a_quota_warning_whose_send_fails_is_not_marked_and_is_sent_at_the_next_
     period.refresh_from_db()
     assert period.new_profiles_warned_80_at is None  # not marked: it was not sent
 
-    monkeypatch.setattr(tasks, "send_mail", real_send)
+    monkeypatch.setattr(emails, "send_mail", real_send)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0) == [("new_profiles", 80)]
     assert [m.subject for m in mail.outbox] == ["Acme has used 80% of its new profiles for this cycle"]
@@ -108,12 +108,12 @@ def test_a_quota_warning_whose_send_fails_is_not_marked_and_is_sent_at_the_next_
 
 
 def test_a_quota_warning_that_cannot_be_queued_is_not_marked(acme, monkeypatch, django_capture_on_commit_callbacks):
-    from workspaces import tasks
+    from workspaces import emails
 
     def no_broker(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(tasks.send_quota_warning, "delay", no_broker)
+    monkeypatch.setattr(emails.send_quota_warning, "delay", no_broker)
     with django_capture_on_commit_callbacks(execute=True):
         services.warn_quota_thresholds(_spend(acme, profiles=100), requests_used=0)
     period = usage.current_period(acme)
