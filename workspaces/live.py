@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from accounts.connections import list_connections
 from accounts.models import Connection
 from avtrz.logs import OutageLog
-from workspaces import services, usage
+from workspaces import usage
 from workspaces.models import UsagePeriod, Workspace
 from workspaces.signals import usage_changed
 
@@ -72,15 +72,10 @@ def push(workspace: Workspace, kind: str, data: dict) -> None:
 
 @receiver(usage_changed)
 def usage_written(sender, *, workspace_id: int, **kwargs) -> None:
-    """After the flusher wrote usage: push the meters, and warn owners of a quota nearly spent
-    (here, because this is where fresh counts are already at hand)."""
+    """After the flusher wrote usage: push the meters."""
     workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
-    if workspace is None:
-        return
-    period = usage.current_period(workspace)
-    data = snapshot(workspace, period)
-    services.warn_quota_thresholds(period, requests_used=data["requests"]["used"])
-    push(workspace, "usage", data)
+    if workspace is not None:
+        push(workspace, "usage", snapshot(workspace))
 
 
 @receiver(post_save, sender=Connection)

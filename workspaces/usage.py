@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from avtrz import redisclient
+from workspaces import quota_warnings
 from workspaces.counters import Admission, LeasedCounters, LocalCounters
 from workspaces.models import ApiKey, DailyUsage, UsagePeriod, Workspace, WorkspaceProfile
 from workspaces.signals import usage_changed
@@ -224,7 +225,16 @@ def flush_now(*, force: bool = False) -> None:
                 _touched_at[key_id] = now
                 ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
     for workspace_id in changed:
+        _warn_quotas(workspace_id)
         usage_changed.send(sender=Workspace, workspace_id=workspace_id)
+
+
+def _warn_quotas(workspace_id: int) -> None:
+    """Email the owners of a quota nearly spent: here, where the fresh counts were just written."""
+    workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
+    if workspace is not None:
+        period = current_period(workspace)
+        quota_warnings.warn_quota_thresholds(period, requests_used=requests_used(meter_for_period(period)))
 
 
 def store_period(period_id: int) -> None:

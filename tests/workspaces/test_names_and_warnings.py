@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
-from workspaces import services, usage
+from workspaces import quota_warnings, services, usage
 from workspaces.models import ApiKey, UsagePeriod, Workspace
 
 
@@ -93,7 +93,7 @@ def test_a_quota_warning_whose_send_fails_is_not_marked_and_is_sent_at_the_next_
 
     monkeypatch.setattr(emails, "send_mail", broken)
     with django_capture_on_commit_callbacks(execute=True):
-        services.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0)
+        quota_warnings.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0)
     assert mail.outbox == []
     period = usage.current_period(acme)
     period.refresh_from_db()
@@ -101,7 +101,9 @@ def test_a_quota_warning_whose_send_fails_is_not_marked_and_is_sent_at_the_next_
 
     monkeypatch.setattr(emails, "send_mail", real_send)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0) == [("new_profiles", 80)]
+        assert quota_warnings.warn_quota_thresholds(_spend(acme, profiles=85), requests_used=0) == [
+            ("new_profiles", 80)
+        ]
     assert [m.subject for m in mail.outbox] == ["Acme has used 80% of its new profiles for this cycle"]
     period.refresh_from_db()
     assert period.new_profiles_warned_80_at is not None
@@ -115,7 +117,7 @@ def test_a_quota_warning_that_cannot_be_queued_is_not_marked(acme, monkeypatch, 
 
     monkeypatch.setattr(emails.send_quota_warning, "delay", no_broker)
     with django_capture_on_commit_callbacks(execute=True):
-        services.warn_quota_thresholds(_spend(acme, profiles=100), requests_used=0)
+        quota_warnings.warn_quota_thresholds(_spend(acme, profiles=100), requests_used=0)
     period = usage.current_period(acme)
     period.refresh_from_db()
     assert period.new_profiles_warned_80_at is None and period.new_profiles_warned_100_at is None
