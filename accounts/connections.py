@@ -123,11 +123,6 @@ def list_connections(workspace: Workspace) -> QuerySet[Connection]:
     return _listing(Connection.objects.filter(workspace=workspace))
 
 
-def list_user_connections(user: User) -> QuerySet[Connection]:
-    """Every active connection the user made, across workspaces."""
-    return _listing(Connection.objects.filter(user=user))
-
-
 @dataclass
 class ConnectionGroup:
     """Connections the dashboard shows as one app: the one used last first, the others after it."""

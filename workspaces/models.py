@@ -53,11 +53,6 @@ def first_anchor_day() -> int:
     return min(timezone.now().day, 28)
 
 
-class WorkspaceQuerySet(models.QuerySet["Workspace"]):
-    def for_user(self, user) -> WorkspaceQuerySet:
-        return self.filter(memberships__user=user)
-
-
 class Workspace(models.Model):
     """The billing and quota unit: keys, usage, connections and limits all key off it."""
 
@@ -71,8 +66,6 @@ class Workspace(models.Model):
     # Set by Stripe webhooks once the workspace has paid online; the portal needs the customer.
     stripe_customer_id = models.CharField(max_length=100, blank=True)
     stripe_subscription_id = models.CharField(max_length=100, blank=True)
-
-    objects = WorkspaceQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
