@@ -208,6 +208,27 @@ def test_a_storage_outage_leaves_the_removal_retrying_until_storage_answers(
     assert tasks.retry_unfinished_purges() == 0
 
 
+def test_support_retries_a_stuck_purge_from_the_removals_log(eileen, staff, staff_client, monkeypatch, committed):
+    names, _hashes = removal.stored_names(eileen.images.all())
+
+    def unavailable(storage, name):
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", unavailable)
+    with committed():
+        change = removal.remove_profile("eileen-collins", actor=staff, reason="Request by email.")
+    monkeypatch.undo()
+
+    with committed():
+        page = staff_client.post(
+            "/admin/avatars/optoutchange/", {"action": "retry_purge", "_selected_action": [change.pk]}, follow=True
+        )
+    assert b"Queued 1 purge." in page.content
+    change.refresh_from_db()
+    assert change.purge == OptOutChange.Purge.DONE
+    assert not any(default_storage.exists(name) for name in names)
+
+
 def test_support_opts_out_a_pasted_profile_the_directory_has_never_seen(client, staff_client, staff, pk, linkedin):
     page = staff_client.get("/admin/avatars/optout/add/")
     assert page.status_code == 200 and b"Remove a profile and opt it out" in page.content
