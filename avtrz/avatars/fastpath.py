@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 
 from avtrz import hotcache
 from avtrz.avatars import api
@@ -55,7 +56,11 @@ _replays: dict[tuple, _Replay] = {}
 
 def _query(raw: bytes) -> dict[str, str]:
     """The query string as a dict, last value winning like Django's QueryDict; a fraction of
-    parse_qsl's cost for the plain ASCII strings an <img> sends. Raw non-ASCII goes to Django."""
+    parse_qsl's cost for the plain ASCII strings an <img> sends. Raw non-ASCII goes to Django, and so
+    does a query past DATA_UPLOAD_MAX_NUMBER_FIELDS (counted as parse_qsl counts), which Django refuses."""
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    if limit is not None and raw.count(b"&") >= limit:
+        raise TooManyFieldsSent(f"More than {limit} query parameters.")
     params: dict[str, str] = {}
     for part in raw.decode("ascii").split("&"):
         if part:
@@ -81,7 +86,10 @@ class AvatarFastPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
-        headers = {name: value for name, value in scope["headers"] if name in HEADERS}
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in HEADERS:  # a header sent twice reads as Django reads it: the values joined by ","
+                headers[name] = headers[name] + b"," + value if name in headers else value
         # Accept is left out: it only shapes error answers, and only redirects are replayed.
         identity = (
             scope["query_string"],
@@ -104,7 +112,7 @@ class AvatarFastPath:
             params = _query(scope["query_string"])
             text_headers = {name.decode(): value.decode("latin-1") for name, value in headers.items()}
             result = api.answer(api.parse(params, text_headers, method=scope["method"]), cached_only=True)
-        except (api.NeedsDatabase, UnicodeDecodeError):
+        except (api.NeedsDatabase, UnicodeDecodeError, TooManyFieldsSent):
             return await self._django(scope, receive, send)
         encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers]
         if not any(name == b"content-length" for name, _ in encoded):
