@@ -71,11 +71,9 @@ def push(workspace: Workspace, kind: str, data: dict) -> None:
 
 
 @receiver(usage_changed)
-def usage_written(sender, *, workspace_id: int, **kwargs) -> None:
+def usage_written(sender, *, workspace: Workspace, period: UsagePeriod, **kwargs) -> None:
     """After the flusher wrote usage: push the meters."""
-    workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
-    if workspace is not None:
-        push(workspace, "usage", snapshot(workspace))
+    push(workspace, "usage", snapshot(workspace, period))
 
 
 @receiver(post_save, sender=Connection)

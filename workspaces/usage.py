@@ -224,17 +224,12 @@ def flush_now(*, force: bool = False) -> None:
             if force or now - _touched_at.get(key_id, 0) >= TOUCH_INTERVAL_S:
                 _touched_at[key_id] = now
                 ApiKey.objects.filter(pk=key_id).update(last_used_at=datetime.fromtimestamp(used_at, tz=UTC))
-    for workspace_id in changed:
-        _warn_quotas(workspace_id)
-        usage_changed.send(sender=Workspace, workspace_id=workspace_id)
-
-
-def _warn_quotas(workspace_id: int) -> None:
-    """Email the owners of a quota nearly spent: here, where the fresh counts were just written."""
-    workspace = Workspace.objects.select_related("plan").filter(pk=workspace_id).first()
-    if workspace is not None:
+    for workspace in Workspace.objects.select_related("plan").filter(pk__in=changed):
+        # Here, where the fresh counts were just written: warn the owners of a quota nearly spent, then
+        # tell the dashboard (one load of the workspace and its period for both).
         period = current_period(workspace)
         quota_warnings.warn_quota_thresholds(period, requests_used=requests_used(meter_for_period(period)))
+        usage_changed.send(sender=Workspace, workspace=workspace, period=period)
 
 
 def store_period(period_id: int) -> None:
