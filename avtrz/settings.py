@@ -229,8 +229,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late a task that outlives the visibility timeout would be re-delivered while still
 # running; keep it well above the hard time limit. It is also how long a task whose worker died waits
 # to be delivered again.
+_visibility_timeout_s = envint("CELERY_VISIBILITY_TIMEOUT_S", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 3600),
+    "visibility_timeout": _visibility_timeout_s,
+    # How often a worker looks for such tasks: kombu's default scans every 10th sweep of 10 s (about
+    # 100 s late on top of the timeout, and a worker started just before a task became due missed it
+    # for that long); one small sorted-set read every few seconds per worker.
+    "unacked_restore_interval": max(1, min(10, _visibility_timeout_s)),
+    "unacked_restore_throttle": 1,
     # Queuing a task from a request against a stalled Redis gives up instead of holding the request;
     # the worker's own waits for tasks are event-driven and unaffected.
     "socket_timeout": REDIS_TIMEOUT_S,
