@@ -17,7 +17,7 @@ from oauth2_provider.models import (
 
 from accounts.connections import revoke_connection
 from accounts.models import Connection, User
-from avtrz.adminkit import ReadOnlyAdmin, may_act_on
+from avtrz.lib.adminkit import ReadOnlyAdmin, may_act_on
 from workspaces.models import Membership
 
 

@@ -1,7 +1,7 @@
 """Fetching Client ID Metadata Documents with the project's SSRF-hardened HTTP client.
 
 DOT resolves a ``https://`` client_id by calling the fetcher named in ``CIMD_METADATA_FETCHER``;
-this one applies the same rules as every other outbound fetch in Avtrz (``avtrz.avatars.safe_http``:
+this one applies the same rules as every other outbound fetch in Avtrz (``avtrz.lib.safe_http``:
 pinned, public-only addresses unless allow-listed in ``AVTRZ_FETCH_ALLOW_PRIVATE``, timeouts,
 size cap) instead of DOT's own, which has no allow-list, and refuses documents whose redirect
 URIs break our registration policy.
@@ -31,7 +31,7 @@ from oauth2_provider.validators import AllowedURIValidator
 from accounts import dot
 from accounts.oauth import redirect_uri_problem
 from accounts.redirects import malformed
-from avtrz.avatars import safe_http
+from avtrz.lib import safe_http
 
 
 USER_AGENT = "Avtrz-OAuth/1.0 (client metadata fetcher)"

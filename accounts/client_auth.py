@@ -10,7 +10,7 @@ Wrapped around DOT's check by ``AvtrzOAuth2Validator.authenticate_client``:
   else's refreshes. Past either limit the endpoint answers ``429`` with
   ``Retry-After`` and ``{"error": "too_many_requests"}`` before looking at the secret, until the window
   ends; a right secret gets the same answer meanwhile, so a blocked caller learns nothing. Only
-  failures count. The counters live in the cache and fail open when Redis is away (``avtrz.throttle``).
+  failures count. The counters live in the cache and fail open when Redis is away (``avtrz.lib.throttle``).
   The per-client limit means someone who knows a confidential client's id can hold it off for a window
   by failing on purpose; with secrets of 128 random characters guessing is hopeless anyway, and the
   per-address limit alone would let a botnet spread its attempts over one client.
@@ -32,7 +32,7 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from accounts import dot
-from avtrz import throttle
+from avtrz.lib import throttle
 
 
 CLIENT_SCOPE = "oauth-client-auth"

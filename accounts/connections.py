@@ -37,7 +37,7 @@ from oauth2_provider.models import (
 
 from accounts.models import Connection, ConnectionLink, User
 from accounts.oauth import mcp_resource_url
-from avtrz import hotcache
+from avtrz.lib import hotcache
 from workspaces.models import AuditEvent, Membership, Workspace
 
 
@@ -260,12 +260,15 @@ def revoke_member_connections(*, user_id: int, workspace_id: int) -> list[Connec
     return revoked
 
 
-def revoke_on_membership_deleted(membership: Membership, origin) -> None:
-    """``post_delete`` of a membership, wherever it was deleted (the support admin, a shell): revoke
-    what the services did not already, and audit it.
+@receiver(post_delete, sender=Membership, dispatch_uid="accounts.revoke-former-member")
+def revoke_on_membership_deleted(sender, instance: Membership, origin=None, **kwargs) -> None:
+    """A former member's connections to the workspace die with the membership, however it was deleted
+    (the support admin, a shell): revoke what the services did not already (they revoke first
+    themselves, to count them in their audit row), and audit it.
 
     Skipped when the membership goes with its workspace or user: their connections are deleted too.
     """
+    membership = instance
     if not (isinstance(origin, Membership) or isinstance(origin, QuerySet) and origin.model is Membership):
         return
     revoked = revoke_member_connections(user_id=membership.user_id, workspace_id=membership.workspace_id)

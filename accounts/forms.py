@@ -6,7 +6,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from accounts.models import User
-from avtrz import throttle
+from avtrz.lib import throttle
 
 
 class SignUpForm(UserCreationForm):

@@ -7,12 +7,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.publishers import Publisher, recognise
-from avtrz.validators import no_control_characters
+from avtrz.lib.validators import no_control_characters
 
 
 class UserManager(BaseUserManager["User"]):
@@ -176,12 +174,3 @@ class ConnectionLink(models.Model):
 
     def __str__(self) -> str:
         return f"Link #{self.pk} to connection #{self.connection_id}"
-
-
-@receiver(post_delete, sender="workspaces.Membership", dispatch_uid="accounts.revoke-former-member")
-def _membership_deleted(sender, instance, origin=None, **kwargs) -> None:
-    # A former member's connections to the workspace die with the membership, however it was deleted;
-    # workspaces.services revokes them first itself, to count them in its audit row.
-    from accounts.connections import revoke_on_membership_deleted  # it imports this module
-
-    revoke_on_membership_deleted(instance, origin)

@@ -54,7 +54,7 @@ from accounts.oauth import (
 )
 from accounts.publishers import recognise
 from accounts.redirects import malformed, redirect_uri_allowed
-from avtrz import throttle
+from avtrz.lib import throttle
 from workspaces.access import SESSION_KEY
 from workspaces.models import Membership
 
@@ -295,7 +295,7 @@ class TokenView(DOTTokenView):
     """
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        # A body past Django's size limits is answered by avtrz.middleware.NulCharacterMiddleware,
+        # A body past Django's size limits is answered by avtrz.lib.middleware.NulCharacterMiddleware,
         # which reads the parameters first.
         grant_type = request.POST.get("grant_type")
         if request.content_type == "application/json":
@@ -368,7 +368,7 @@ def _registrable(metadata: dict) -> tuple[dict | None, JsonResponse | None]:
         if any(problems):
             return None, _refusal("invalid_redirect_uri", "; ".join(problem for problem in problems if problem))
     if _holds_nul(metadata):
-        # As avtrz.middleware.NulCharacterMiddleware does for form parameters: PostgreSQL refuses it.
+        # As avtrz.lib.middleware.NulCharacterMiddleware does for form parameters: PostgreSQL refuses it.
         return None, _refusal("invalid_client_metadata", "A value contains a NUL character.")
     if not isinstance(metadata.get("client_name", ""), str):
         return None, _refusal("invalid_client_metadata", "client_name must be a string")

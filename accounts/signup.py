@@ -21,7 +21,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import User
-from avtrz import throttle
+from avtrz.lib import throttle
 
 
 class ActivationTokenGenerator(PasswordResetTokenGenerator):

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods
 from redis.exceptions import RedisError
 
 from accounts.models import User
-from avtrz import throttle
+from avtrz.lib import throttle
 
 
 SESSION_KEY = "login_unlocked"

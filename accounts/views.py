@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from accounts import signup as signup_flow
 from accounts.forms import SignInForm, SignUpForm
 from accounts.models import User
-from avtrz import throttle
+from avtrz.lib import throttle
 
 
 def safe_next(request: HttpRequest, default: str) -> str:

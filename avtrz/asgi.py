@@ -4,7 +4,7 @@ HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint
 SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
 lifespan runs the MCP session manager, which must be running before it can serve a request, and
 at shutdown stores the usage counted since the last flush.
-Every HTTP request first gets its request id (`avtrz.logs.RequestIdApp`), the fast path's and
+Every HTTP request first gets its request id (`avtrz.lib.logs.RequestIdApp`), the fast path's and
 `/mcp`'s answers included. WebSockets (the dashboard's live updates) go to Channels, routed in
 `workspaces.routing`.
 """
@@ -22,7 +22,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avtrz.settings")
 django_application = get_asgi_application()
 
 from avtrz.avatars.fastpath import AvatarFastPath  # noqa: E402  (needs Django set up first)
-from avtrz.logs import RequestIdApp  # noqa: E402
+from avtrz.lib.logs import RequestIdApp  # noqa: E402
 from mcpserver import app as mcp  # noqa: E402
 from workspaces import routing as websockets  # noqa: E402
 from workspaces import usage  # noqa: E402

@@ -15,7 +15,7 @@ from celery.signals import (
 )
 from celery.worker.request import Request
 
-from avtrz.logs import JsonFormatter, request_id
+from avtrz.lib.logs import JsonFormatter, request_id
 
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avtrz.settings")

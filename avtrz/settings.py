@@ -21,7 +21,7 @@ import dj_database_url
 from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from avtrz.redisclient import StallBreakerConnection
+from avtrz.lib.redisclient import StallBreakerConnection
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -112,22 +112,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "avtrz.logs.RequestIdMiddleware",
+    "avtrz.lib.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "avtrz.middleware.ContentSecurityPolicyMiddleware",
-    "avtrz.middleware.DatabaseUnavailableMiddleware",
-    "avtrz.middleware.NulCharacterMiddleware",
+    "avtrz.lib.middleware.ContentSecurityPolicyMiddleware",
+    "avtrz.lib.middleware.DatabaseUnavailableMiddleware",
+    "avtrz.lib.middleware.NulCharacterMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "avtrz.middleware.ProductErrorPagesMiddleware",
+    "avtrz.lib.middleware.ProductErrorPagesMiddleware",
 ]
-# Under DEBUG, Django's technical 404/500 pages instead of the product's (avtrz.middleware).
+# Under DEBUG, Django's technical 404/500 pages instead of the product's (avtrz.lib.middleware).
 DEBUG_TECHNICAL_ERRORS = envbool("DEBUG_TECHNICAL_ERRORS", False)
 
 ROOT_URLCONF = "avtrz.urls"
@@ -143,7 +143,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "avtrz.context_processors.product",
+                "avtrz.site.context_processors.product",
                 "workspaces.context_processors.current_workspace",
             ],
         },
@@ -174,7 +174,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ---------------------------------------------------------------- cache, channels, celery
 REDIS_URL = envstr("REDIS_URL")
 # A Redis that stalls instead of refusing (packets dropped, a failover) must not hold requests: every
-# client of it (the cache, the hot cache and counters in avtrz.redisclient, the channel layer, Celery)
+# client of it (the cache, the hot cache and counters in avtrz.lib.redisclient, the channel layer, Celery)
 # gives up on a connect or a read after this long, and the callers fail open or fall back as on a refusal.
 REDIS_TIMEOUT_S = envfloat("REDIS_TIMEOUT_S", 1.0)
 if REDIS_URL:
@@ -184,7 +184,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "avtrz"),
             # Django's pool makes connections without redis-py's default retries: one try per call,
-            # and none for a moment after one timed out (avtrz.redisclient.StallBreakerConnection).
+            # and none for a moment after one timed out (avtrz.lib.redisclient.StallBreakerConnection).
             "OPTIONS": {
                 "socket_timeout": REDIS_TIMEOUT_S,
                 "socket_connect_timeout": REDIS_TIMEOUT_S,
@@ -325,7 +325,7 @@ if AVTRZ_STORAGE == "s3":
     if not envstr("AWS_STORAGE_BUCKET_NAME"):
         raise ImproperlyConfigured("AVTRZ_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
     STORAGES["default"] = {
-        "BACKEND": "avtrz.storage.ImageStorage",
+        "BACKEND": "avtrz.lib.storage.ImageStorage",
         "OPTIONS": {
             "bucket_name": envstr("AWS_STORAGE_BUCKET_NAME"),
             # None lets boto3 use its own defaults and credential chain (instance roles, profiles).
@@ -377,18 +377,18 @@ if not DEBUG:
 LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or TESTING else "json")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
-# avtrz.logs.configure also logs Python's warnings (py.warnings) through it.
-LOGGING_CONFIG = "avtrz.logs.configure"
+# avtrz.lib.logs.configure also logs Python's warnings (py.warnings) through it.
+LOGGING_CONFIG = "avtrz.lib.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "avtrz.logs.RequestIdFilter"},
-        "redact": {"()": "avtrz.logs.RedactSecretsFilter"},
+        "request_id": {"()": "avtrz.lib.logs.RequestIdFilter"},
+        "redact": {"()": "avtrz.lib.logs.RedactSecretsFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "avtrz.logs.JsonFormatter"},
+        "json": {"()": "avtrz.lib.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "redact"]}
@@ -420,7 +420,7 @@ if SENTRY_DSN:
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
 
-    from avtrz.logs import sentry_before_send
+    from avtrz.lib.logs import sentry_before_send
 
     sentry_sdk.init(
         dsn=SENTRY_DSN,

@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.forms import AdminSignInForm
-from avtrz import docs, views
 from avtrz.avatars import demo_source, removal_views
+from avtrz.site import docs, views
 
 
 urlpatterns = [

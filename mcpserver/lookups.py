@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from mcp_types import ContentBlock, ImageContent, TextContent
 
-from avtrz import hotcache
 from avtrz.avatars import cards
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
 from avtrz.avatars.cards import OPTED_OUT, Card
@@ -31,6 +30,7 @@ from avtrz.avatars.services import (
     public_status,
     record_answer,
 )
+from avtrz.lib import hotcache
 from mcpserver import images
 from workspaces import keys
 from workspaces.models import Workspace

@@ -5,9 +5,9 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from avtrz import hotcache
 from avtrz.avatars import fastpath
 from avtrz.celery import app as celery_app
+from avtrz.lib import hotcache
 from tests import services
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from workspaces import usage

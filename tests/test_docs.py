@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from avtrz.avatars.openapi import openapi_document
-from avtrz.docs import ERROR_CODES, SECTIONS
+from avtrz.site.docs import ERROR_CODES, SECTIONS
 
 
 pytestmark = pytest.mark.django_db

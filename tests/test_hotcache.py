@@ -18,10 +18,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
-from avtrz import redisclient
 from avtrz.avatars import cards
 from avtrz.avatars.models import Profile
-from avtrz.hotcache import LIVENESS_S, HotCache
+from avtrz.lib import redisclient
+from avtrz.lib.hotcache import LIVENESS_S, HotCache
 from tests import services
 from tests.blackhole import BlackHole
 from workspaces import keys

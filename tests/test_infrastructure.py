@@ -145,7 +145,7 @@ def test_a_stalled_redis_does_not_hold_the_throttles():
         stalled.listen(8)
         url = f"redis://127.0.0.1:{stalled.getsockname()[1]}/0"
         count = (
-            "import time; from avtrz import throttle; started = time.monotonic(); "
+            "import time; from avtrz.lib import throttle; started = time.monotonic(); "
             "print(throttle.hit('login-pair', 'a@example.com', 60).count, time.monotonic() - started)"
         )
         result = _manage(

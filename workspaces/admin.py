@@ -3,7 +3,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
+from avtrz.lib.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 from workspaces import services
 from workspaces.models import (
     ApiKey,

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from avtrz.logs import OutageLog
+from avtrz.lib.logs import OutageLog
 
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from avtrz.validators import no_control_characters
+from avtrz.lib.validators import no_control_characters
 from workspaces import services
 from workspaces.models import ApiKey, Membership, Plan
 

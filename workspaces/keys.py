@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from avtrz import hotcache, throttle
-from avtrz.hosts import host_matches
+from avtrz.lib import hotcache, throttle
+from avtrz.lib.hosts import host_matches
 from workspaces.models import ApiKey, Workspace, key_digest
 from workspaces.usage import Meter, meter_for
 
@@ -25,7 +25,7 @@ MAX_TTL = 3600
 # Unknown keys are remembered briefly, so guessing keys cannot turn into a database load.
 UNKNOWN_TTL = 60
 UNKNOWN = "unknown"
-# Invalid keys counted per client address (avtrz.throttle), so cycling new random keys, each of
+# Invalid keys counted per client address (avtrz.lib.throttle), so cycling new random keys, each of
 # which misses the cache above and reaches the database, is cut off after a few dozen tries.
 GUESS_SCOPE = "invalid-key"
 

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from accounts.connections import list_connections
 from accounts.models import Connection
-from avtrz.logs import OutageLog
+from avtrz.lib.logs import OutageLog
 from workspaces import usage
 from workspaces.models import UsagePeriod, Workspace
 from workspaces.signals import usage_changed

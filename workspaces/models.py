@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.text import slugify
 
-from avtrz.validators import no_control_characters
+from avtrz.lib.validators import no_control_characters
 
 
 class Plan(models.Model):

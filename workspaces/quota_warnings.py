@@ -13,7 +13,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from avtrz.validators import one_line
+from avtrz.lib.validators import one_line
 from workspaces.emails import release_quota_warning, send_quota_warning
 from workspaces.models import UsagePeriod
 

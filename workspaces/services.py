@@ -13,8 +13,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.connections import revoke_member_connections
-from avtrz import hotcache
-from avtrz.validators import no_control_characters, one_line
+from avtrz.lib import hotcache
+from avtrz.lib.validators import no_control_characters, one_line
 from workspaces import keys, quota_warnings, usage
 from workspaces.emails import send_email
 from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, UsagePeriod, Workspace

@@ -24,7 +24,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from avtrz import redisclient
+from avtrz.lib import redisclient
 from workspaces import quota_warnings
 from workspaces.counters import Admission, LeasedCounters, LocalCounters
 from workspaces.models import ApiKey, DailyUsage, UsagePeriod, Workspace, WorkspaceProfile

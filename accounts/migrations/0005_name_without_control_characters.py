@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-import avtrz.validators
+import avtrz.lib.validators
 
 
 class Migration(migrations.Migration):
@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="user",
             name="name",
-            field=models.CharField(blank=True, max_length=150, validators=[avtrz.validators.NoControlCharacters()]),
+            field=models.CharField(blank=True, max_length=150, validators=[avtrz.lib.validators.NoControlCharacters()]),
         ),
     ]

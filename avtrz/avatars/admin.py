@@ -14,12 +14,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 from PIL import Image, ImageDraw
 
-from avtrz.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 from avtrz.avatars import crops, imaging, purge, removal, tasks
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import AvatarImage, CropChange, OptOut, OptOutChange, Profile, RemovalRequest
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
 from avtrz.avatars.removal_views import ProfileField
+from avtrz.lib.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 
 
 THUMBNAIL_SIZE = 64

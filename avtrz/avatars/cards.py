@@ -1,4 +1,4 @@
-"""The cached view of a profile that the request path answers from (see `avtrz.hotcache`)."""
+"""The cached view of a profile that the request path answers from (see `avtrz.lib.hotcache`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from avtrz import hotcache
 from avtrz.avatars.models import AvatarImage, OptOut, Profile
+from avtrz.lib import hotcache
 
 
 CARD_TTL = 7 * 24 * 3600

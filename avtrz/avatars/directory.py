@@ -7,10 +7,11 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from avtrz.avatars import enrichment, imaging, linkedin, safe_http
+from avtrz.avatars import enrichment, imaging, linkedin
 from avtrz.avatars.cards import card_for, remember
 from avtrz.avatars.models import OptOut, Profile
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
+from avtrz.lib import safe_http
 
 
 TEXT_FIELDS = ("name", "headline", "summary", "industry", "location")

@@ -22,9 +22,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from avtrz.avatars import breaker, crops, imaging, linkedin, safe_http
+from avtrz.avatars import breaker, crops, imaging, linkedin
 from avtrz.avatars.cards import card_for, remember
 from avtrz.avatars.models import AvatarImage, OptOut, Profile
+from avtrz.lib import safe_http
 
 
 log = logging.getLogger(__name__)

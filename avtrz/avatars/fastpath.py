@@ -25,9 +25,9 @@ from urllib.parse import unquote_plus
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 
-from avtrz import hotcache
 from avtrz.avatars import api
 from avtrz.avatars.services import record_answer
+from avtrz.lib import hotcache
 from workspaces import usage
 
 

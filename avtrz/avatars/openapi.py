@@ -44,7 +44,7 @@ def _error_response(description: str, *, retry_after: bool = False, metered: boo
     return response
 
 
-# avtrz.middleware.DatabaseUnavailableMiddleware: the database is restarting or failing over.
+# avtrz.lib.middleware.DatabaseUnavailableMiddleware: the database is restarting or failing over.
 UNAVAILABLE = {
     "description": "Briefly unavailable (the database cannot be reached): retry after Retry-After seconds.",
     "headers": {

@@ -25,10 +25,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from avtrz import hotcache, throttle
 from avtrz.avatars import tasks
 from avtrz.avatars.cards import OPTED_OUT, Card, card_key, remember
 from avtrz.avatars.models import AvatarImage, OptOut, OptOutChange, Profile, RemovalRequest, RemovedImage
+from avtrz.lib import hotcache, throttle
 
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_safe
 
-from avtrz import throttle
 from avtrz.avatars import removal
 from avtrz.avatars.normalize import InvalidProfileInput, normalize_profile_input
+from avtrz.lib import throttle
 
 
 REASON_MAX = 2000

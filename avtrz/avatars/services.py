@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from kombu.exceptions import OperationalError
 
-from avtrz import hotcache
 from avtrz.avatars import tasks
 from avtrz.avatars.cards import OPTED_OUT, Card, cached_card, load_card, remember
 from avtrz.avatars.models import Profile
+from avtrz.lib import hotcache
 from workspaces import usage
 
 

@@ -6,10 +6,10 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.http import require_safe
 
-from avtrz import throttle
 from avtrz.avatars import api
 from avtrz.avatars.models import RemovedImage
 from avtrz.avatars.openapi import openapi_document
+from avtrz.lib import throttle
 from workspaces import keys, usage
 from workspaces.models import ApiKey
 

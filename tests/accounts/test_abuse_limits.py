@@ -149,7 +149,7 @@ def test_password_reset_is_limited_per_address(client, settings):
     ],
 )
 def test_reset_unlock_and_invitation_tokens_are_redacted_in_logged_urls(raw, logged):
-    from avtrz.logs import redact
+    from avtrz.lib.logs import redact
 
     assert redact(raw) == logged
     assert redact(logged) == logged

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from avtrz import hotcache
 from avtrz.avatars.directory import import_profile
 from avtrz.avatars.models import Profile
+from avtrz.lib import hotcache
 from tests import services
 from tests.avatars.conftest import IMAGES
 from tests.avatars.test_live import serve

@@ -9,7 +9,8 @@ import time
 import pytest
 import urllib3.util.connection
 
-from avtrz.avatars.safe_http import (
+from avtrz.lib.hosts import host_matches
+from avtrz.lib.safe_http import (
     BlockedAddress,
     FetchFailed,
     FetchResult,
@@ -21,7 +22,6 @@ from avtrz.avatars.safe_http import (
     blocked_address_reason,
     fetch,
 )
-from avtrz.hosts import host_matches
 from tests.fixture_server import FixtureServer, fixture_server
 from tests.tls import self_signed
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 REDIS_TIMEOUT_S = 0.5
 # What Redis may add to one request while it stalls: a timed-out call or two (after one times out,
-# calls to it fail at once for a moment: avtrz.redisclient), never a hang or a retry loop.
+# calls to it fail at once for a moment: avtrz.lib.redisclient), never a hang or a retry loop.
 BOUND_S = 3 * REDIS_TIMEOUT_S
 
 

@@ -14,7 +14,7 @@ from django.test import Client
 
 from accounts.connections import token_grant, workspace_for_access_token
 from accounts.models import Connection
-from avtrz import hotcache
+from avtrz.lib import hotcache
 from mcpserver import lookups
 from mcpserver.auth import BearerAuth, bound_connection
 from tests import services

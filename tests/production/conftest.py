@@ -47,7 +47,7 @@ def bucket(s3_endpoint, settings):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "avtrz.storage.ImageStorage",
+            "BACKEND": "avtrz.lib.storage.ImageStorage",
             "OPTIONS": {
                 "bucket_name": name,
                 "endpoint_url": s3_endpoint,

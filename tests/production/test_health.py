@@ -6,8 +6,8 @@ import pytest
 import requests
 from django.core.cache.backends.redis import RedisCache
 
-from avtrz import views
 from avtrz.celery import app as celery_app
+from avtrz.site import views
 from tests import services
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from avtrz.logs import JsonFormatter, RequestIdApp, redact, request_id
+from avtrz.lib.logs import JsonFormatter, RequestIdApp, redact, request_id
 from tests import services
 
 

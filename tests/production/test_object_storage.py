@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from avtrz.avatars.directory import import_profile
-from avtrz.storage import IMMUTABLE, ImageStorage
+from avtrz.lib.storage import IMMUTABLE, ImageStorage
 from tests import services
 from tests.avatars.conftest import IMAGES
 

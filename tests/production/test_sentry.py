@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from avtrz.logs import sentry_before_send
+from avtrz.lib.logs import sentry_before_send
 from tests import services
 
 

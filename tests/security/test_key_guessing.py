@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from avtrz import throttle
 from avtrz.avatars import api
+from avtrz.lib import throttle
 from workspaces.models import ApiKey
 
 
@@ -127,7 +127,7 @@ def test_the_limit_lifts_when_the_window_ends(client, eileen, clock):
 
 
 def test_without_redis_keys_are_still_checked_unthrottled(client, pk, eileen, monkeypatch):
-    """The limit lives in the cache; losing it must not take the API down (avtrz.throttle fails open)."""
+    """The limit lives in the cache; losing it must not take the API down (avtrz.lib.throttle fails open)."""
 
     class Unreachable:
         def __getattr__(self, name):

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from django.db import connection
 
-from avtrz.logs import RedactSecretsFilter
+from avtrz.lib.logs import RedactSecretsFilter
 from workspaces.models import AuditEvent, key_digest
 
 

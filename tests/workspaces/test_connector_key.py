@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from avtrz import hotcache
 from avtrz.avatars import fastpath
+from avtrz.lib import hotcache
 from mcpserver import lookups
 from tests.factories import MembershipFactory, UserFactory
 from workspaces import keys

@@ -6,7 +6,7 @@ import secrets
 import pytest
 from django.core.cache import cache
 
-from avtrz import hotcache
+from avtrz.lib import hotcache
 from mcpserver import lookups
 from tests.factories import WorkspaceFactory
 from tests.test_infrastructure import PRODUCTION_ENV, _manage

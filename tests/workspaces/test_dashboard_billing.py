@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import stripe
 
-from avtrz import hotcache
+from avtrz.lib import hotcache
 from workspaces import billing, keys, usage
 from workspaces.models import AuditEvent, Plan, StripeEvent, Workspace
 from workspaces.services import change_plan, create_api_key

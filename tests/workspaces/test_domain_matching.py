@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from avtrz.hosts import host_matches
+from avtrz.lib.hosts import host_matches
 from workspaces.keys import origin_host
 
 

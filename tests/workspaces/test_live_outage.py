@@ -8,7 +8,7 @@ import socket
 import pytest
 from django.test import override_settings
 
-from avtrz.logs import OutageLog
+from avtrz.lib.logs import OutageLog
 from workspaces import live
 
 

@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-import avtrz.validators
+import avtrz.lib.validators
 
 
 class Migration(migrations.Migration):
@@ -14,16 +14,16 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="apikey",
             name="name",
-            field=models.CharField(max_length=80, validators=[avtrz.validators.NoControlCharacters()]),
+            field=models.CharField(max_length=80, validators=[avtrz.lib.validators.NoControlCharacters()]),
         ),
         migrations.AlterField(
             model_name="plan",
             name="name",
-            field=models.CharField(max_length=64, validators=[avtrz.validators.NoControlCharacters()]),
+            field=models.CharField(max_length=64, validators=[avtrz.lib.validators.NoControlCharacters()]),
         ),
         migrations.AlterField(
             model_name="workspace",
             name="name",
-            field=models.CharField(max_length=80, validators=[avtrz.validators.NoControlCharacters()]),
+            field=models.CharField(max_length=80, validators=[avtrz.lib.validators.NoControlCharacters()]),
         ),
     ]

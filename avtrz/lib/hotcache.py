@@ -394,7 +394,7 @@ class HotCache:
 
 
 def _process_cache() -> HotCache:
-    from avtrz import redisclient
+    from avtrz.lib import redisclient
 
     if not settings.REDIS_URL:
         return HotCache(None, prefix=lambda: settings.AVTRZ_COUNTER_PREFIX)

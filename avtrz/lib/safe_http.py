@@ -37,7 +37,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from avtrz.hosts import host_matches
+from avtrz.lib.hosts import host_matches
 
 
 __all__ = [
