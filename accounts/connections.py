@@ -47,7 +47,7 @@ Grant = get_grant_model()
 RefreshToken = get_refresh_token_model()
 
 
-def _audit(connection: Connection, actor: User, action: str, verb: str) -> None:
+def _audit(connection: Connection, action: str, verb: str, *, actor: User) -> None:
     AuditEvent.objects.create(
         workspace=connection.workspace,
         actor=actor,
@@ -78,7 +78,7 @@ def record_consent(*, grant: Grant, workspace: Workspace) -> Connection:
         connection.revoked_at = None
         connection.save(update_fields=["scope", "redirect_uri", "revoked_at"])
     if created or reconnected:
-        _audit(connection, grant.user, AuditEvent.Action.CONNECTION_CREATED, "connected")
+        _audit(connection, AuditEvent.Action.CONNECTION_CREATED, "connected", actor=grant.user)
     ConnectionLink.objects.create(connection=connection, grant=grant)
     return connection
 
@@ -202,7 +202,7 @@ def revoked_by(connection: Connection) -> User | None:
     return event.actor if event else None
 
 
-def can_revoke(actor: User, connection: Connection) -> bool:
+def can_revoke(*, actor: User, connection: Connection) -> bool:
     """The user who connected, the workspace's owners and admins, and support staff may revoke.
 
     Staff need the change permission on connections, which the support admin's revoke action asks for.
@@ -229,13 +229,13 @@ def _revoke(connection: Connection, now) -> None:
 @transaction.atomic
 def revoke_connection(*, actor: User, connection: Connection) -> None:
     """Revoke a connection: its access tokens, refresh tokens and pending codes stop working at once."""
-    if not can_revoke(actor, connection):
+    if not can_revoke(actor=actor, connection=connection):
         raise PermissionDenied("Only the person who connected it, or a workspace owner or admin, can revoke this.")
     connection = Connection.objects.select_for_update().get(pk=connection.pk)
     if connection.revoked_at is not None:
         return
     _revoke(connection, timezone.now())
-    _audit(connection, actor, AuditEvent.Action.CONNECTION_REVOKED, "revoked")
+    _audit(connection, AuditEvent.Action.CONNECTION_REVOKED, "revoked", actor=actor)
 
 
 @transaction.atomic

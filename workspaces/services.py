@@ -1,5 +1,15 @@
 """Multi-model writes for workspaces and members: one transaction each, audit row included,
-side effects (emails) dispatched only once the transaction commits."""
+side effects (emails) dispatched only once the transaction commits.
+
+`actor`, here and in every other service that takes one (`accounts.connections`, `avtrz.avatars.crops`,
+`avtrz.avatars.removal`), is keyword-only and means one thing: the `accounts.User` who acted, or None when
+Avtrz itself acts (a task, a management command, the billing webhook). The audit row stores it as given and
+its summary names it, "Avtrz" for None. The workspace comes with the object acted on, or is passed
+explicitly. A service with a rule about who may act checks it itself, so it holds for every caller: the
+member services look up the actor's own membership (`_manager`: owners and admins only, and only owners
+touch owners), and take a User, never None (Avtrz is nobody's member). Views still reach the workspace
+through `get_membership` for their 404 and 403 pages, and pass `request.user`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.connections import revoke_member_connections
+from accounts.models import User
 from avtrz.lib import hotcache
 from avtrz.lib.validators import no_control_characters, one_line
 from workspaces import keys, quota_warnings, usage
@@ -23,34 +34,49 @@ from workspaces.models import ApiKey, AuditEvent, Invitation, Membership, Plan, 
 Role = Membership.Role
 
 
-def _audit(workspace: Workspace | None, actor, action: str, summary: str, **data) -> None:
+def _audit(workspace: Workspace | None, action: str, summary: str, *, actor: User | None, **data) -> None:
     AuditEvent.objects.create(workspace=workspace, actor=actor, action=action, summary=summary, data=data)
 
 
+def _name(actor: User | None) -> str:
+    """The actor as an audit summary names it."""
+    return "Avtrz" if actor is None else str(actor)
+
+
+def _manager(actor: User, workspace: Workspace) -> Membership:
+    """The actor's own membership of `workspace`, which must be an owner's or an admin's to manage members."""
+    membership = Membership.objects.filter(user=actor, workspace=workspace).first()
+    if membership is None or not membership.can_manage:
+        raise PermissionDenied("Only owners and admins can manage members.")
+    return membership
+
+
 @transaction.atomic
-def create_workspace(*, owner, name: str) -> Workspace:
+def create_workspace(*, owner: User, name: str) -> Workspace:
     no_control_characters(name)
     workspace = Workspace.objects.create(name=name.strip(), slug=Workspace.unique_slug_for(name), plan=Plan.default())
     Membership.objects.create(user=owner, workspace=workspace, role=Role.OWNER)
-    _audit(workspace, owner, AuditEvent.Action.WORKSPACE_CREATED, f"{owner} created {workspace.name}")
+    _audit(workspace, AuditEvent.Action.WORKSPACE_CREATED, f"{owner} created {workspace.name}", actor=owner)
     return workspace
 
 
 @transaction.atomic
-def rename_workspace(*, actor, workspace: Workspace, name: str) -> None:
+def rename_workspace(*, actor: User | None, workspace: Workspace, name: str) -> None:
     no_control_characters(name)
     old = workspace.name
     workspace.name = name.strip()
     workspace.save(update_fields=["name"])
-    _audit(workspace, actor, AuditEvent.Action.WORKSPACE_RENAMED, f"{actor} renamed {old} to {workspace.name}")
+    _audit(
+        workspace, AuditEvent.Action.WORKSPACE_RENAMED, f"{_name(actor)} renamed {old} to {workspace.name}", actor=actor
+    )
 
 
 @transaction.atomic
-def invite_member(*, actor: Membership, email: str, role: str) -> Invitation:
+def invite_member(*, actor: User, workspace: Workspace, email: str, role: str) -> Invitation:
     """Invite an address (or re-send a pending invitation with a fresh link) and email the link."""
-    workspace = actor.workspace
+    inviter = _manager(actor, workspace)
     email = email.strip().lower()
-    if role == Role.OWNER and actor.role != Role.OWNER:
+    if role == Role.OWNER and inviter.role != Role.OWNER:
         raise PermissionDenied("Only owners can invite owners.")
     if workspace.memberships.filter(user__email__iexact=email).exists():
         raise ValidationError(f"{email} is already a member of {workspace.name}.")
@@ -58,32 +84,33 @@ def invite_member(*, actor: Membership, email: str, role: str) -> Invitation:
         workspace=workspace, email=email
     )
     invitation.role = role
-    invitation.invited_by = actor.user
+    invitation.invited_by = actor
     token = invitation.issue_token()
     invitation.save()
-    _audit(workspace, actor.user, AuditEvent.Action.MEMBER_INVITED, f"{actor.user} invited {email} as {role}")
+    _audit(workspace, AuditEvent.Action.MEMBER_INVITED, f"{actor} invited {email} as {role}", actor=actor)
     context = {
         "workspace": workspace,
-        "inviter": actor.user,
+        "inviter": actor,
         "role": Role(role).label,
         "accept_url": f"{settings.PUBLIC_BASE_URL}/invitations/{token}/",
         "expires_at": invitation.expires_at,
     }
     # one_line: a name stored before control characters were refused must not break the header.
-    subject = one_line(f"{actor.user.get_full_name()} invited you to {workspace.name} on Avtrz")
+    subject = one_line(f"{actor.get_full_name()} invited you to {workspace.name} on Avtrz")
     body = render_to_string("emails/invitation.txt", context)
     transaction.on_commit(lambda: send_email.delay(email, subject, body))
     return invitation
 
 
 @transaction.atomic
-def revoke_invitation(*, actor: Membership, invitation: Invitation) -> None:
+def revoke_invitation(*, actor: User, invitation: Invitation) -> None:
+    _manager(actor, invitation.workspace)
     invitation.delete()
     _audit(
-        actor.workspace,
-        actor.user,
+        invitation.workspace,
         AuditEvent.Action.INVITATION_REVOKED,
-        f"{actor.user} revoked the invitation for {invitation.email}",
+        f"{actor} revoked the invitation for {invitation.email}",
+        actor=actor,
     )
 
 
@@ -106,7 +133,7 @@ def accept_invitation(*, invitation: Invitation, user) -> Membership:
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])
     if created:
-        _audit(invitation.workspace, user, AuditEvent.Action.MEMBER_JOINED, f"{user} joined as {membership.role}")
+        _audit(invitation.workspace, AuditEvent.Action.MEMBER_JOINED, f"{user} joined as {membership.role}", actor=user)
     return membership
 
 
@@ -129,16 +156,17 @@ def _and_connections(data: dict) -> str:
 
 
 @transaction.atomic
-def remove_member(*, actor: Membership, membership: Membership) -> None:
-    if membership.role == Role.OWNER and actor.role != Role.OWNER:
+def remove_member(*, actor: User, membership: Membership) -> None:
+    manager = _manager(actor, membership.workspace)
+    if membership.role == Role.OWNER and manager.role != Role.OWNER:
         raise PermissionDenied("Only owners can remove an owner.")
     _ensure_owner_remains(membership)
     data = _end_membership(membership)
     _audit(
-        actor.workspace,
-        actor.user,
+        membership.workspace,
         AuditEvent.Action.MEMBER_REMOVED,
-        f"{actor.user} removed {membership.user}{_and_connections(data)}",
+        f"{actor} removed {membership.user}{_and_connections(data)}",
+        actor=actor,
         **data,
     )
 
@@ -149,16 +177,17 @@ def leave_workspace(*, membership: Membership) -> None:
     data = _end_membership(membership)
     _audit(
         membership.workspace,
-        membership.user,
         AuditEvent.Action.MEMBER_LEFT,
         f"{membership.user} left{_and_connections(data)}",
+        actor=membership.user,
         **data,
     )
 
 
 @transaction.atomic
-def change_role(*, actor: Membership, membership: Membership, role: str) -> None:
-    if Role.OWNER in (role, membership.role) and actor.role != Role.OWNER:
+def change_role(*, actor: User, membership: Membership, role: str) -> None:
+    manager = _manager(actor, membership.workspace)
+    if Role.OWNER in (role, membership.role) and manager.role != Role.OWNER:
         raise PermissionDenied("Only owners can grant or take away the owner role.")
     if role != Role.OWNER:
         _ensure_owner_remains(membership)
@@ -166,10 +195,10 @@ def change_role(*, actor: Membership, membership: Membership, role: str) -> None
     membership.role = role
     membership.save(update_fields=["role"])
     _audit(
-        actor.workspace,
-        actor.user,
+        membership.workspace,
         AuditEvent.Action.MEMBER_ROLE_CHANGED,
-        f"{actor.user} changed {membership.user} from {old} to {role}",
+        f"{actor} changed {membership.user} from {old} to {role}",
+        actor=actor,
     )
 
 
@@ -193,7 +222,9 @@ def clean_domains(raw: list[str] | str) -> list[str]:
 
 
 @transaction.atomic
-def create_api_key(*, actor, workspace: Workspace, kind: str, name: str, domains: list[str] | None = None) -> str:
+def create_api_key(
+    *, actor: User | None, workspace: Workspace, kind: str, name: str, domains: list[str] | None = None
+) -> str:
     """Create a key and return it in clear: the only time it is ever available."""
     no_control_characters(name)
     key = ApiKey(workspace=workspace, kind=kind, name=name.strip() or ApiKey.Kind(kind).label, created_by=actor)
@@ -201,7 +232,7 @@ def create_api_key(*, actor, workspace: Workspace, kind: str, name: str, domains
         key.allowed_domains = clean_domains(domains or [])
     raw = key.issue()
     key.save()
-    _audit(workspace, actor, AuditEvent.Action.KEY_CREATED, f"{actor or 'Avtrz'} created {kind} key {key.masked}")
+    _audit(workspace, AuditEvent.Action.KEY_CREATED, f"{_name(actor)} created {kind} key {key.masked}", actor=actor)
     return raw
 
 
@@ -222,17 +253,17 @@ def connector_publishable_key(workspace: Workspace) -> str:
         _retire_connector_key(key)
         _audit(
             workspace,
-            None,
             AuditEvent.Action.KEY_ROTATED,
             f"Avtrz replaced the AI connector key {key.masked}: the secret it was derived from is no longer "
             f"configured; it answers until {key.expires_at:%Y-%m-%d %H:%M} UTC",
+            actor=None,
             old=key.masked,
             old_expires_at=key.expires_at.isoformat(),
         )
     key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
     raw = key.issue_derived()
     key.save()
-    _audit(workspace, None, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}")
+    _audit(workspace, AuditEvent.Action.KEY_CREATED, f"Avtrz created the AI connector key {key.masked}", actor=None)
     return raw
 
 
@@ -244,11 +275,11 @@ def _retire_connector_key(key: ApiKey) -> None:
 
 
 @transaction.atomic
-def revoke_api_key(*, actor, key: ApiKey) -> None:
+def revoke_api_key(*, actor: User | None, key: ApiKey) -> None:
     """Revoke at once: the cached context is dropped as soon as the revocation is committed."""
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
-    _audit(key.workspace, actor, AuditEvent.Action.KEY_REVOKED, f"{actor} revoked key {key.masked}")
+    _audit(key.workspace, AuditEvent.Action.KEY_REVOKED, f"{_name(actor)} revoked key {key.masked}", actor=actor)
     transaction.on_commit(lambda: keys.forget_key(key))
 
 
@@ -257,7 +288,7 @@ class RotationError(Exception):
 
 
 @transaction.atomic
-def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
+def rotate_connector_key(*, actor: User | None, key: ApiKey) -> ApiKey:
     """Replace the AI connector key: new AI answers carry a new key at once, while the old one keeps
     answering `/v1/avatar` for AVTRZ_CONNECTOR_KEY_GRACE_S, so the image URLs assistants already handed
     out keep working until they are replaced. Then it stops on every worker: each cached key context
@@ -279,10 +310,10 @@ def rotate_connector_key(*, actor, key: ApiKey) -> ApiKey:
     new.save()
     _audit(
         workspace,
-        actor,
         AuditEvent.Action.KEY_ROTATED,
-        f"{actor} rotated the AI connector key {key.masked} to {new.masked}; the old one answers until "
+        f"{_name(actor)} rotated the AI connector key {key.masked} to {new.masked}; the old one answers until "
         f"{key.expires_at:%Y-%m-%d %H:%M} UTC",
+        actor=actor,
         old=key.masked,
         new=new.masked,
         old_expires_at=key.expires_at.isoformat(),
@@ -305,9 +336,9 @@ def retire_rotated_keys(now: datetime | None = None) -> int:
                 continue  # another worker did it
             _audit(
                 key.workspace,
-                None,
                 AuditEvent.Action.KEY_REVOKED,
                 f"Avtrz retired the rotated key {key.masked} at the end of its grace period",
+                actor=None,
             )
             transaction.on_commit(lambda key=key: keys.forget_key(key))
         retired += 1
@@ -315,20 +346,20 @@ def retire_rotated_keys(now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def set_key_domains(*, actor, key: ApiKey, domains: list[str]) -> None:
+def set_key_domains(*, actor: User | None, key: ApiKey, domains: list[str]) -> None:
     key.allowed_domains = clean_domains(domains)
     key.save(update_fields=["allowed_domains"])
     _audit(
         key.workspace,
-        actor,
         AuditEvent.Action.KEY_DOMAINS_CHANGED,
-        f"{actor} set the domains of {key.masked} to {', '.join(key.allowed_domains) or 'any'}",
+        f"{_name(actor)} set the domains of {key.masked} to {', '.join(key.allowed_domains) or 'any'}",
+        actor=actor,
     )
     transaction.on_commit(lambda: keys.forget_key(key))
 
 
 @transaction.atomic
-def change_plan(*, actor, workspace: Workspace, plan: Plan, source: str = "dashboard") -> None:
+def change_plan(*, actor: User | None, workspace: Workspace, plan: Plan, source: str = "dashboard") -> None:
     """Move the workspace to `plan` now. The current cycle takes the new limits at once (an upgrade
     lifts a spent quota immediately), and cached key contexts are dropped so no request uses the old ones.
 
@@ -351,9 +382,9 @@ def change_plan(*, actor, workspace: Workspace, plan: Plan, source: str = "dashb
     )
     _audit(
         workspace,
-        actor,
         AuditEvent.Action.PLAN_CHANGED,
-        f"{actor or 'Avtrz'} changed the plan of {workspace.name} from {old.name} to {plan.name}",
+        f"{_name(actor)} changed the plan of {workspace.name} from {old.name} to {plan.name}",
+        actor=actor,
         old=old.code,
         new=plan.code,
         source=source,

@@ -126,7 +126,12 @@ def invite(request: HttpRequest, slug: str) -> HttpResponse:
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            services.invite_member(actor=membership, email=form.cleaned_data["email"], role=form.cleaned_data["role"])
+            services.invite_member(
+                actor=request.user,
+                workspace=membership.workspace,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+            )
         except (ValidationError, PermissionDenied) as exc:
             form.add_error("email", _error_messages(exc))
     if not form.is_valid():
@@ -140,7 +145,7 @@ def invite(request: HttpRequest, slug: str) -> HttpResponse:
 def revoke_invitation(request: HttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     invitation = get_object_or_404(Invitation, uid=uid, workspace=membership.workspace)
-    services.revoke_invitation(actor=membership, invitation=invitation)
+    services.revoke_invitation(actor=request.user, invitation=invitation)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
     return redirect("workspaces:members", slug=slug)
 
@@ -155,7 +160,7 @@ def remove_member(request: HttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     target = _member_or_404(membership, uid)
     try:
-        services.remove_member(actor=membership, membership=target)
+        services.remove_member(actor=request.user, membership=target)
     except ValidationError as exc:
         messages.error(request, _error_messages(exc))
     else:
@@ -173,7 +178,7 @@ def change_role(request: HttpRequest, slug: str, uid) -> HttpResponse:
         messages.error(request, "Choose a valid role.")
         return redirect("workspaces:members", slug=slug)
     try:
-        services.change_role(actor=membership, membership=target, role=form.cleaned_data["role"])
+        services.change_role(actor=request.user, membership=target, role=form.cleaned_data["role"])
     except ValidationError as exc:
         messages.error(request, _error_messages(exc))
     else:
@@ -393,7 +398,7 @@ def _connections_context(request: HttpRequest, membership: Membership) -> dict:
     groups = [
         {
             "rows": [
-                {"connection": c, "scopes": c.scope.split(), "can_revoke": can_revoke(request.user, c)}
+                {"connection": c, "scopes": c.scope.split(), "can_revoke": can_revoke(actor=request.user, connection=c)}
                 for c in group.connections
             ],
         }

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -22,6 +23,10 @@ from django.utils import timezone
 from avtrz.avatars import imaging
 from avtrz.avatars.cards import card_for, remember
 from avtrz.avatars.models import AvatarImage, CropChange, Profile
+
+
+if TYPE_CHECKING:  # who acted, for annotations: the engine depends on no app
+    from accounts.models import User
 
 
 log = logging.getLogger(__name__)
@@ -197,7 +202,7 @@ def rerender_outdated(*, handles: Sequence[str] = (), force: bool = False, limit
     return done, failed
 
 
-def set_manual_crop(image: AvatarImage, box: Sequence[int], *, actor) -> AvatarImage:
+def set_manual_crop(image: AvatarImage, box: Sequence[int], *, actor: User | None) -> AvatarImage:
     """Support's crop override: every size cut from ``box``, audited. It stays until the source
     photo changes (a new photo is a new image) or support resets it."""
     with transaction.atomic():
@@ -219,7 +224,7 @@ def set_manual_crop(image: AvatarImage, box: Sequence[int], *, actor) -> AvatarI
     return image
 
 
-def reset_crop(image: AvatarImage, *, actor) -> AvatarImage:
+def reset_crop(image: AvatarImage, *, actor: User | None) -> AvatarImage:
     """Drop the manual crop and render by the framing rule again, audited."""
     with transaction.atomic():
         image = AvatarImage.objects.select_for_update().get(pk=image.pk)

@@ -17,6 +17,7 @@ import logging
 import secrets
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -29,6 +30,10 @@ from avtrz.avatars import tasks
 from avtrz.avatars.cards import OPTED_OUT, Card, card_key, remember
 from avtrz.avatars.models import AvatarImage, OptOut, OptOutChange, Profile, RemovalRequest, RemovedImage
 from avtrz.lib import hotcache, throttle
+
+
+if TYPE_CHECKING:  # who acted, for annotations: the engine depends on no app
+    from accounts.models import User
 
 
 log = logging.getLogger(__name__)
@@ -138,7 +143,9 @@ def stored_names(images) -> tuple[list[str], set[str]]:
     return sorted(names), hashes
 
 
-def remove_profile(handle: str, *, actor, reason: str, request: RemovalRequest | None = None) -> OptOutChange:
+def remove_profile(
+    handle: str, *, actor: User | None, reason: str, request: RemovalRequest | None = None
+) -> OptOutChange:
     """Remove the profile's data and images and opt the handle out, in one transaction; the card
     changes and the file purge is queued once it is committed. Removing an already opted-out handle
     with nothing left to delete only records the request as handled."""
@@ -172,7 +179,7 @@ def remove_profile(handle: str, *, actor, reason: str, request: RemovalRequest |
     return change
 
 
-def restore(handle: str, *, actor, reason: str) -> OptOutChange:
+def restore(handle: str, *, actor: User | None, reason: str) -> OptOutChange:
     """Lift the opt-out: the next request for the handle enriches it again like any new profile."""
     with transaction.atomic():
         OptOut.objects.filter(handle=handle).delete()
@@ -186,7 +193,7 @@ def restore(handle: str, *, actor, reason: str) -> OptOutChange:
     return change
 
 
-def dismiss(requests, *, actor) -> int:
+def dismiss(requests, *, actor: User | None) -> int:
     """Close confirmed requests without removing anything (not a real profile, a mistake, abuse)."""
     return requests.filter(status=RemovalRequest.Status.CONFIRMED).update(
         status=RemovalRequest.Status.DISMISSED, handled_at=timezone.now(), handled_by=actor

@@ -19,7 +19,7 @@ from avtrz.avatars.models import Profile
 from tests.factories import UserFactory
 from tests.oauth.oauthutil import stored
 from workspaces import services
-from workspaces.models import ApiKey, AuditEvent, DailyUsage, Membership, Plan
+from workspaces.models import ApiKey, AuditEvent, DailyUsage, Plan
 
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def keys(acme, alice):
 def everything(alice_client, connect, keys, eileen, acme, alice, bob, django_capture_on_commit_callbacks):
     """A bit of every kind of record support looks at; returns every credential in clear."""
     with django_capture_on_commit_callbacks(execute=True):
-        services.invite_member(actor=Membership.objects.get(user=alice), email="dora@example.com", role="member")
+        services.invite_member(actor=alice, workspace=acme, email="dora@example.com", role="member")
     assert alice_client.get("/v1/avatar", {"key": keys["pk"], "username": "eileen-collins"}).status_code == 302
     DailyUsage.objects.create(workspace=acme, day=timezone.now().date(), api_hits=1)
     app, token = connect(alice_client)

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from avtrz.avatars.models import Profile
 from tests.avatars.conftest import IMAGES
-from workspaces.models import ApiKey, key_digest
+from workspaces.models import ApiKey, AuditEvent, key_digest
 
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +27,9 @@ def test_create_api_key_prints_only_the_key(acme):
     key = ApiKey.objects.get()
     assert key.digest == key_digest(raw) and raw not in (key.prefix + key.last4 + key.name)
     assert key.allowed_domains == ["example.com"]
+    # Avtrz acted, not a person: the audit row has no actor and says so.
+    event = AuditEvent.objects.get(action=AuditEvent.Action.KEY_CREATED)
+    assert (event.workspace, event.actor, event.summary) == (acme, None, f"Avtrz created publishable key {key.masked}")
 
 
 def test_create_api_key_explains_mistakes(acme):

@@ -120,8 +120,7 @@ def _revoke_in_dashboard(ctx) -> None:
 
 
 def _remove_the_member(ctx) -> None:
-    owner = Membership.objects.get(user=ctx.alice, workspace=ctx.acme)
-    remove_member(actor=owner, membership=Membership.objects.get(user=ctx.bob, workspace=ctx.acme))
+    remove_member(actor=ctx.alice, membership=Membership.objects.get(user=ctx.bob, workspace=ctx.acme))
 
 
 def _rotate_the_refresh_token(ctx) -> None:

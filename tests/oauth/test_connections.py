@@ -184,7 +184,7 @@ def test_a_member_who_goes_loses_their_connections_to_that_workspace(client, con
     app, token = connect(client)
     _app, elsewhere = connect(client, workspace=other.slug)
     if how == "removed":
-        services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+        services.remove_member(actor=alice, membership=_membership(bob, acme))
     else:
         services.leave_workspace(membership=_membership(bob, acme))
 
@@ -216,7 +216,7 @@ def test_removing_a_member_leaves_everyone_elses_connections(client, connect, al
     _app, alices = connect(alice_client)
     client.force_login(bob)
     connect(client)
-    services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+    services.remove_member(actor=alice, membership=_membership(bob, acme))
     assert workspace_for_access_token(alices["access_token"])[1] == acme
     assert Connection.objects.active().get().user == alice
 
@@ -249,7 +249,7 @@ def test_deleting_a_user_or_a_workspace_deletes_their_connections(client, connec
 def test_a_returning_member_must_connect_again(client, connect, alice, bob, acme):
     client.force_login(bob)
     app, token = connect(client)
-    services.remove_member(actor=_membership(alice, acme), membership=_membership(bob, acme))
+    services.remove_member(actor=alice, membership=_membership(bob, acme))
     Membership.objects.create(user=bob, workspace=acme, role=Membership.Role.MEMBER)
     assert workspace_for_access_token(token["access_token"]) is None
     assert _refresh(app, token).status_code == 400

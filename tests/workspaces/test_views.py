@@ -5,8 +5,10 @@ import re
 
 import pytest
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 
 from tests.factories import MembershipFactory, UserFactory
+from workspaces import services
 from workspaces.models import AuditEvent, Invitation, Membership, Workspace
 
 
@@ -229,6 +231,20 @@ def test_admin_cannot_remove_an_owner(client, alice, bob):
     client.force_login(bob)
     uid = Membership.objects.get(user=alice).uid
     assert client.post(f"/w/acme/members/{uid}/remove/").status_code == 403
+
+
+def test_the_member_services_check_who_acts_whatever_the_caller(acme, bob, charlie):
+    """Not only the views: a plain member, or the owner of another workspace, manages no one in Acme."""
+    bobs = Membership.objects.get(user=bob)
+    with pytest.raises(PermissionDenied):
+        services.invite_member(actor=bob, workspace=acme, email="x@example.com", role=Role.MEMBER)
+    with pytest.raises(PermissionDenied):
+        services.remove_member(actor=charlie, membership=bobs)
+    with pytest.raises(PermissionDenied):
+        services.change_role(actor=charlie, membership=bobs, role=Role.ADMIN)
+    assert not Invitation.objects.exists()
+    assert Membership.objects.get(user=bob).role == Role.MEMBER
+    assert not AuditEvent.objects.exists()
 
 
 def test_role_change(alice_client, bob):
