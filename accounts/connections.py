@@ -305,11 +305,15 @@ def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | No
     if access_token is None or access_token.is_expired() or mcp_resource_url() not in access_token.resource:
         return None
     connection = access_token.connection_link.connection
-    if not access_token.user.is_active:
-        return None
-    if not Membership.objects.filter(user_id=access_token.user_id, workspace_id=connection.workspace_id).exists():
+    if not may_act_for(access_token.user, connection):
         return None
     return access_token, connection.workspace
+
+
+def may_act_for(user: User, connection: Connection) -> bool:
+    """Whether ``user``'s tokens may still act for ``connection``'s workspace: the user is active and
+    still a member of it. Asked of every access token the MCP endpoint verifies and every refresh."""
+    return user.is_active and Membership.objects.filter(user_id=user.pk, workspace_id=connection.workspace_id).exists()
 
 
 GRANT_CACHE_PREFIX = "mcp:token:"

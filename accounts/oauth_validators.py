@@ -120,6 +120,15 @@ class AvtrzOAuth2Validator(dot.OAuth2ValidatorHooks):
         connections.link_token(request.connection, refresh_token=refresh_token, code_digest=_code_digest(request))
         return refresh_token
 
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        # DOT checks the token alone. A deactivated user, or one no longer a member of the workspace
+        # the connection acts for, must not mint access tokens (refused as invalid_grant), even where
+        # nothing revoked the refresh token (deactivation does not; an SQL console would not).
+        link = getattr(dot.presented_refresh_token(request), "connection_link", None)
+        return link is not None and connections.may_act_for(request.user, link.connection)
+
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
             return True

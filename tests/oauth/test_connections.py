@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db import connection as db_connection
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
@@ -96,6 +97,38 @@ def test_revoking_kills_access_and_refresh_tokens_at_once(alice_client, connect,
     assert event.workspace == acme
     assert event.actor == alice
     assert AuditEvent.objects.filter(action=AuditEvent.Action.CONNECTION_CREATED).count() == 1
+
+
+def _deactivate(user):
+    user.is_active = False
+    user.save()
+
+
+def _remove_membership_outside_the_services(user):
+    # A membership removed in an SQL console or a data migration: no signal revokes the connections.
+    membership = Membership.objects.get(user=user, workspace__slug="acme")
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Membership._meta.db_table} WHERE id = %s", [membership.pk])  # noqa: S608 (our table)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(_deactivate, id="deactivated"),
+        pytest.param(
+            lambda user: type(user).objects.filter(pk=user.pk).update(is_active=False), id="deactivated in bulk"
+        ),
+        pytest.param(_remove_membership_outside_the_services, id="no longer a member"),
+    ],
+)
+def test_a_refresh_token_mints_nothing_once_its_user_may_not_act_for_the_workspace(alice_client, connect, alice, spoil):
+    app, token = connect(alice_client)
+    spoil(alice)
+    tokens_before = AccessToken.objects.count()
+    refused = _refresh(app, token)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    assert AccessToken.objects.count() == tokens_before
 
 
 def test_reconnecting_after_a_revocation_reactivates_the_connection(alice_client, connect, alice, acme):
