@@ -353,7 +353,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # The reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For and
 # X-Forwarded-Proto are believed (avtrz/asgi.py; uvicorn runs with --no-proxy-headers, so this is the
 # only place that decides). Default none: the peer is the client, and no client can choose the
-# address the per-address limits (sign-in, key guessing, registration) count.
+# address the per-address limits (sign-in, key guessing, registration) count, nor pass plain HTTP off
+# as https. So no SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from anyone; the
+# scheme it uses is the ASGI scope's, which avtrz/asgi.py sets from a trusted proxy's header.
 TRUSTED_PROXY_IPS = envlist("TRUSTED_PROXY_IPS")
 for _proxy in TRUSTED_PROXY_IPS:
     try:
@@ -364,7 +366,6 @@ for _proxy in TRUSTED_PROXY_IPS:
             "your proxies' addresses: trusting any sender would let every client pick its address."
         ) from None
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not TESTING)
     SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not TESTING)
     CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not TESTING)

@@ -1,7 +1,9 @@
-"""X-Forwarded-For is believed only from configured proxies (TRUSTED_PROXY_IPS, default none).
+"""X-Forwarded-For and X-Forwarded-Proto are believed only from configured proxies (TRUSTED_PROXY_IPS,
+default none).
 
 Otherwise any client could send a new address with each request and escape every per-address limit
-(sign-in, key guessing, registration). The server runs exactly as the Procfile's `web` line says.
+(sign-in, key guessing, registration), or talk plain HTTP and be taken for https (secure redirects, HSTS,
+the sign-in's https-only next URLs). The server runs exactly as the Procfile's `web` line says.
 """
 
 import secrets
@@ -12,7 +14,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.test_infrastructure import _manage
+from tests.test_infrastructure import PRODUCTION_ENV, _manage
 
 
 LIMIT = 3  # invalid keys one address may send per window
@@ -65,3 +67,37 @@ def test_trusting_every_sender_is_refused():
     result = _manage("check", env={"DEBUG": "true", "TRUSTED_PROXY_IPS": "10.0.0.5,*"})
     assert result.returncode != 0
     assert "TRUSTED_PROXY_IPS: '*' is not an address or a network" in result.stderr
+
+
+def _production(**env) -> dict[str, str]:
+    """A production server (DEBUG off) that redirects plain HTTP to https, as deployed."""
+    settings = {name: value for name, value in PRODUCTION_ENV.items() if name != "PUBLIC_BASE_URL"}
+    return {**settings, "SECURE_SSL_REDIRECT": "true", **env}
+
+
+def _health(port: int, proto: str) -> requests.Response:
+    """`/healthz` over plain HTTP, claiming the client used `proto`."""
+    return requests.get(
+        f"http://127.0.0.1:{port}/healthz", headers={"X-Forwarded-Proto": proto}, allow_redirects=False, timeout=10
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_claiming_https_on_plain_http_is_still_redirected_to_https(tmp_path):
+    port, server = _serve(tmp_path, **_production())
+    with server:
+        claimed = _health(port, "https")
+    assert claimed.status_code == 301
+    assert claimed.headers["Location"] == f"https://127.0.0.1:{port}/healthz"
+    assert "Strict-Transport-Security" not in claimed.headers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_https_at_a_configured_proxy_is_believed(tmp_path):
+    port, server = _serve(tmp_path, **_production(TRUSTED_PROXY_IPS="127.0.0.1"))
+    with server:
+        secure = _health(port, "https")
+        plain = _health(port, "http")
+    assert secure.status_code != 301  # served: the proxy says the client used https
+    assert "Strict-Transport-Security" in secure.headers
+    assert plain.status_code == 301  # the client used plain HTTP at the proxy
