@@ -20,7 +20,8 @@ from django.contrib.staticfiles import finders
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, Icon, TextContent, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, Icon, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from avtrz.avatars.api import SIZES
@@ -127,7 +128,8 @@ class KeyOutput(BaseModel):
 
 
 class AvtrzServer(MCPServer):
-    """MCPServer with argument errors in plain words, advertising only what it serves: tools."""
+    """MCPServer with argument errors in plain words, an unknown tool a JSON-RPC error (-32602), and
+    advertising only what it serves: tools."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,7 +144,9 @@ class AvtrzServer(MCPServer):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         tool = self._tool_manager.get_tool(name)
         if tool is None:
-            return await super().call_tool(name, arguments, context)
+            # A protocol error in every spec version, not a tool result (the SDK's ToolError would be
+            # one): the client's tool list is wrong, and a model could only retry the same call.
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
         problem = unknown_arguments(name, tool.parameters, arguments)
         if problem:
             raise ToolError(problem)

@@ -235,3 +235,22 @@ def test_only_tools_are_advertised_in_every_era(serve, alice, acme):
     # Nothing is served under those names either: a client that asks anyway is told so.
     assert prompts.json()["error"]["code"] == -32601
     assert resources.json()["error"]["code"] == -32601
+
+
+def test_an_unknown_tool_is_an_invalid_params_error_in_every_era(serve, alice, acme):
+    """The spec lists an unknown tool among the protocol errors (-32602), not the tool results a
+    model reads and retries: the client learns its tool list is stale."""
+    call = {"name": "get_avatar", "arguments": {"username": "eileen-collins"}}
+    body = json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": call})
+    with serve() as base:
+        token = access_token(base, sign_in(base, alice))
+        answers = {version: post(base, token, body, **{"MCP-Protocol-Version": version}) for version in LEGACY}
+        answers["2024-11-05"] = post(base, token, body, **{"MCP-Protocol-Version": "2024-11-05"})
+        answers["unversioned"] = post(base, token, body)
+        answers[MODERN] = modern(base, token, "tools/call", call, **{"Mcp-Name": "get_avatar"})
+
+    for era, response in answers.items():
+        document = response.json()
+        assert "result" not in document, (era, document)
+        assert document["error"]["code"] == -32602, (era, document)
+        assert document["error"]["message"] == "Unknown tool: get_avatar", (era, document)
