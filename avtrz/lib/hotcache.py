@@ -28,13 +28,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis import Redis
+from redis.client import PubSub
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -109,7 +110,8 @@ class _RedisStore:
 
     def read(self, key: str) -> tuple[Any, int]:
         value, version = self.client().mget(*self._keys(key))
-        return (None if value is None else pickle.loads(value)), int(version or 0)  # noqa: S301 (our own Redis)
+        # This client does not decode responses: a value is the bytes pickle.dumps wrote.
+        return (None if value is None else pickle.loads(cast(bytes, value))), int(version or 0)  # noqa: S301 (our own Redis)
 
     def write(self, key: str, value: Any, timeout: float) -> None:
         value_key, version_key = self._keys(key)
@@ -194,7 +196,7 @@ class HotCache:
         self._pending_lock = threading.Lock()
         self._heard_at = float("-inf")  # when the invalidation channel last answered
         self._pinged_at = float("-inf")
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self._subscribed_at = float("-inf")
         self._listener: threading.Thread | None = None
         self._listener_started = threading.Lock()
@@ -336,6 +338,7 @@ class HotCache:
         `timeout`, ping the channel, retry pending deletes. Raises on a broken connection, and on a
         silent one: a stalled Redis (or a half-open connection) is given up and dialled again."""
         if self._pubsub is None:
+            assert self.subscriber is not None, "the listener runs only with Redis (_ensure_listener)"
             self._pubsub = self.subscriber().pubsub()
             self._pubsub.subscribe(self._channel())
             self._subscribed_at = self.clock()
@@ -420,7 +423,7 @@ def instance() -> HotCache:
 
 
 @receiver(setting_changed)
-def _follow_redis_url(setting: str, **kwargs) -> None:
+def _follow_redis_url(setting: str, **kwargs: object) -> None:
     """Tests switch REDIS_URL in-process: the next call builds the cache for the new one."""
     global _instance
     if setting == "REDIS_URL":

@@ -18,14 +18,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 
 if TYPE_CHECKING:  # settings import this module (Sentry's before_send) before Django is set up
     from django.http import HttpRequest, HttpResponse
+    from sentry_sdk.types import Event, Hint
+    from starlette.types import Message, Receive, Scope, Send
 
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -123,7 +125,7 @@ def redact(text: str) -> str:
     return BEARER.sub(r"\1[redacted]", text)
 
 
-def scrub(value):
+def scrub(value: object) -> object:
     """`value` (a Sentry event, or any JSON-like structure) with `redact` applied to every string."""
     if isinstance(value, str):
         return redact(value)
@@ -134,11 +136,11 @@ def scrub(value):
     return value
 
 
-def sentry_before_send(event: dict, hint: dict) -> dict:
-    return scrub(event)
+def sentry_before_send(event: Event, hint: Hint) -> Event:
+    return cast("Event", scrub(event))  # scrub keeps the event's shape, only its strings change
 
 
-def configure(config: dict) -> None:
+def configure(config: dict[str, Any]) -> None:
     """Django's LOGGING_CONFIG (and Celery's, `avtrz.celery`): LOGGING, with Python's warnings logged
     through it (as `py.warnings`) instead of printed to stderr in their own format."""
     logging.config.dictConfig(config)
@@ -170,15 +172,15 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, and the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
         }
-        if getattr(record, "status_code", None):
-            entry["status"] = record.status_code
+        if status := getattr(record, "status_code", None):
+            entry["status"] = status
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -203,10 +205,11 @@ class RequestIdApp:
     is written after the app answers, and each request runs in its own asyncio task (its own context),
     so the value cannot leak into another request. `scope["request_id"]` tells Django's middleware."""
 
-    def __init__(self, app) -> None:
+    # Any ASGI app: uvicorn's middleware types its scope as TypedDicts, Starlette's as a plain mapping.
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = b""
@@ -219,7 +222,7 @@ class RequestIdApp:
         header = (b"x-request-id", rid.encode())
         started = False
 
-        async def send_with_request_id(message) -> None:
+        async def send_with_request_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

@@ -93,7 +93,7 @@ class DatabaseUnavailableMiddleware:
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
         if request.path.startswith("/v1/"):
             message = "The service is briefly unavailable. Retry in a few seconds."
-            response = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
+            response: HttpResponse = JsonResponse({"error": {"code": "unavailable", "message": message}}, status=503)
         else:
             # Rendered without the request: context processors would query the database again.
             response = HttpResponse(render_to_string("503.html"), status=503)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -36,7 +37,7 @@ class StallBreakerConnection(redis.Connection):
     def _timed_out(self) -> None:
         _paused_until[(self.host, self.port)] = _clock() + STALL_PAUSE_S
 
-    def connect_check_health(self, *args, **kwargs):
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         self._wait_allowed()
         try:
             return super().connect_check_health(*args, **kwargs)
@@ -44,7 +45,7 @@ class StallBreakerConnection(redis.Connection):
             self._timed_out()
             raise
 
-    def send_packed_command(self, command, check_health=True):
+    def send_packed_command(self, command: str | bytes | list[bytes], check_health: bool = True) -> None:
         self._wait_allowed()
         try:
             return super().send_packed_command(command, check_health)
@@ -52,7 +53,7 @@ class StallBreakerConnection(redis.Connection):
             self._timed_out()
             raise
 
-    def read_response(self, *args, **kwargs):
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)
         except RedisTimeout:
@@ -64,7 +65,7 @@ _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def connect(**options) -> redis.Redis:
+def connect(**options: Any) -> redis.Redis:
     """A new client of REDIS_URL with its own connection pool (e.g. for a pub/sub listener)."""
     return redis.Redis.from_url(
         settings.REDIS_URL,

@@ -29,7 +29,7 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import idna
@@ -38,6 +38,10 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from avtrz.lib.hosts import host_matches
+
+
+if TYPE_CHECKING:
+    from requests.adapters import _HostParams, _PoolKwargs
 
 
 __all__ = [
@@ -214,11 +218,12 @@ class _PinnedAdapter(HTTPAdapter):
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
 
     def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
+    ) -> tuple[_HostParams, _PoolKwargs]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params["scheme"] == "https":
-            pool_kwargs["server_hostname"] = self._hostname
+            # types-requests lists only the keys requests itself sets; urllib3's pools take server_hostname.
+            pool_kwargs["server_hostname"] = self._hostname  # type: ignore[typeddict-unknown-key]
         return host_params, pool_kwargs
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.http import HttpRequest
 from redis.exceptions import RedisError
 
 
@@ -56,6 +57,6 @@ def reset(scope: str, ident: str, window_s: int) -> None:
         pass  # the window expires by itself
 
 
-def client_ip(request) -> str:
+def client_ip(request: HttpRequest) -> str:
     """The caller's address. Behind a proxy, REMOTE_ADDR is set from a trusted header upstream."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"

@@ -24,11 +24,11 @@ class NoControlCharacters:
     message = "Use a single line without control characters."
     code = "control_characters"
 
-    def __call__(self, value) -> None:
+    def __call__(self, value: object) -> None:
         if isinstance(value, str) and any(_is_control(char) for char in value):
             raise ValidationError(self.message, code=self.code)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, NoControlCharacters)
 
 
