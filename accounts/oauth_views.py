@@ -16,8 +16,10 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -140,6 +142,25 @@ class ConsentView(AuthorizationView):
             error.state = credentials.get("state")
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]) from None
         return scopes, credentials
+
+    def handle_prompt_create(self) -> HttpResponse | None:
+        """``prompt=create`` (OpenID Connect Prompt Create 1.0): someone signed in goes on to the
+        consent screen (None); anyone else, once the request checks out, to the sign-up page, which
+        brings them back here without ``create`` once their account is active. DOT's own sends an
+        absolute ``next``, which the sign-up page does not take for an authorization request
+        (accounts.waiting): it would not name the app waiting to connect."""
+        if self.request.user.is_authenticated:
+            return None
+        try:
+            self.validate_authorization_request(self.request)
+        except OAuthToolkitError as error:
+            return self.error_response(error, application=None)
+        query = self.request.GET.copy()
+        others = [value for value in " ".join(query.pop("prompt", [])).split() if value != "create"]
+        if others:
+            query["prompt"] = " ".join(others)
+        next_url = f"{self.request.path}?{query.urlencode()}"
+        return redirect_to_login(next_url, resolve_url(oauth2_settings.OIDC_RP_INITIATED_REGISTRATION_URL))
 
     def _refuse_silent_request(self, request: HttpRequest, prompt: list[str]):
         """``prompt=none`` (OpenID Connect Core §3.1.2.1): answer without any page, and since every

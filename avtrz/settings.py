@@ -574,6 +574,10 @@ OAUTH2_PROVIDER = {
     "OIDC_ISS_ENDPOINT": PUBLIC_BASE_URL,
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
+    # prompt=create (OpenID Connect Prompt Create 1.0): a new person goes to the sign-up page and
+    # comes back to the consent screen (accounts.oauth_views.ConsentView.handle_prompt_create).
+    "OIDC_RP_INITIATED_REGISTRATION_ENABLED": True,
+    "OIDC_RP_INITIATED_REGISTRATION_URL": "accounts:signup",
     "SCOPES": {
         "openid": "Confirm who you are",
         "profile": "See your name",
