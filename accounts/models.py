@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.publishers import Publisher, recognise
@@ -53,9 +54,10 @@ class User(AbstractUser):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects = UserManager()
+    # Django's way for a custom user (a BaseUserManager subclass); django-stubs insists on auth's UserManager.
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
 
     class Meta:
         ordering = ["email"]
@@ -68,6 +70,13 @@ class User(AbstractUser):
 
     def get_short_name(self) -> str:
         return self.name.split(" ")[0] if self.name else self.email
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a page only a signed-in user reaches (login_required views, the admin), for
+    annotations: its `user` is a User, never AnonymousUser."""
+
+    user: User
 
 
 class ConnectionQuerySet(models.QuerySet["Connection"]):

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+from typing import TextIO
 
 from celery import Celery, Task
 from celery.signals import (
@@ -35,7 +36,8 @@ class TracedRequest(Request):
 
 
 class TracedTask(Task):
-    Request = TracedRequest
+    # celery-types has Request as a dotted path only; Celery takes the class itself as well.
+    Request = TracedRequest  # type: ignore[assignment]
 
 
 app = Celery("avtrz", task_cls=TracedTask)
@@ -88,14 +90,16 @@ def use_django_logging(**kwargs) -> None:
     if app.conf.worker_redirect_stdouts:
         app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
     if settings.LOG_FORMAT == "json":
-        worker.safe_say = say_as_json
+        worker.safe_say = say_as_json  # type: ignore[attr-defined]  # celery-types leaves this function out
 
 
-def say_as_json(message: str, file=None) -> None:
+def say_as_json(message: str, file: TextIO | None = None) -> None:
     """Celery's worker announces a shutdown ("worker: Warm shutdown") from its signal handler with a raw
     write to stdout, past logging; this writes the same line as a JSON log record, as raw."""
     record = logging.LogRecord("celery.apps.worker", logging.INFO, __file__, 0, message.strip(), None, None)
-    os.write((file or sys.__stdout__).fileno(), f"{JsonFormatter().format(record)}\n".encode())
+    stream = file or sys.__stdout__
+    if stream is not None:  # None only in a process started without a stdout
+        os.write(stream.fileno(), f"{JsonFormatter().format(record)}\n".encode())
 
 
 @worker_ready.connect

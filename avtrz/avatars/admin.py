@@ -3,6 +3,7 @@ from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
@@ -14,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 from PIL import Image, ImageDraw
 
+from accounts.models import AuthenticatedHttpRequest, User
 from avtrz.avatars import crops, imaging, purge, removal, tasks
 from avtrz.avatars.cards import image_url
 from avtrz.avatars.models import AvatarImage, CropChange, OptOut, OptOutChange, Profile, RemovalRequest
@@ -51,8 +53,7 @@ def thumbnail(image: AvatarImage | None, alt: str) -> str:
 
 class AvatarImageInline(ReadOnlyInline):
     model = AvatarImage
-    fields = ["preview", "photo_version", "source_format", "face_detected", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("preview", "photo_version", "source_format", "face_detected", "created_at")
     show_change_link = True
 
     @admin.display(description="Image")
@@ -108,7 +109,7 @@ class ProfileAdmin(ReadOnlyAdmin):
         return may_act_on(request, Profile)
 
     @admin.action(description="Remove photo and data, and opt out (asks for a reason)", permissions=["remove"])
-    def remove_and_opt_out(self, request: HttpRequest, queryset: QuerySet[Profile]):
+    def remove_and_opt_out(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Profile]):
         """Support's own-initiative removal: the same one step as a confirmed request."""
         handles = list(queryset.values_list("handle", flat=True))
 
@@ -157,7 +158,7 @@ def ask_reason(model_admin, request: HttpRequest, queryset: QuerySet, *, title: 
         "form": form,
         "button": button,
         "action": request.POST.get("action", ""),
-        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
     }
     return TemplateResponse(request, "admin/avatars/removal_reason.html", context)
 
@@ -216,7 +217,7 @@ class AvatarImageAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         return image
 
-    def crop_view(self, request: HttpRequest, image_id: int) -> HttpResponse:
+    def crop_view(self, request: AuthenticatedHttpRequest, image_id: int) -> HttpResponse:
         """Support's crop review: the source with its boxes, the five renditions, a manual crop."""
         image = self._image(request, image_id)
         may_act = may_act_on(request, AvatarImage)
@@ -363,7 +364,7 @@ class RemovalRequestAdmin(ReadOnlyAdmin):
     has_dismiss_permission = has_remove_permission
 
     @admin.action(description="Remove photo and data, and opt out (confirmed requests)", permissions=["remove"])
-    def remove(self, request: HttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
+    def remove(self, request: AuthenticatedHttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
         confirmed = list(queryset.filter(status=RemovalRequest.Status.CONFIRMED))
         for found in confirmed:
             # An earlier request for the same handle may have been handled by this very loop.
@@ -387,7 +388,7 @@ class RemovalRequestAdmin(ReadOnlyAdmin):
             )
 
     @admin.action(description="Dismiss (remove nothing)", permissions=["dismiss"])
-    def dismiss(self, request: HttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
+    def dismiss(self, request: AuthenticatedHttpRequest, queryset: QuerySet[RemovalRequest]) -> None:
         count = removal.dismiss(queryset, actor=request.user)
         self.message_user(request, ngettext("Dismissed %d request.", "Dismissed %d requests.", count) % count)
 
@@ -416,6 +417,7 @@ class OptOutAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         form = OptOutForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            assert isinstance(request.user, User)  # the admin lets only signed-in staff this far
             removal.remove_profile(form.cleaned_data["profile"], actor=request.user, reason=form.cleaned_data["reason"])
             self.message_user(request, _removed_message(1), messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:avatars_optout_changelist"))
@@ -428,7 +430,7 @@ class OptOutAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/avatars/optout_add.html", context)
 
     @admin.action(description="Lift the opt-out (asks for a reason)", permissions=["restore"])
-    def restore(self, request: HttpRequest, queryset: QuerySet[OptOut]):
+    def restore(self, request: AuthenticatedHttpRequest, queryset: QuerySet[OptOut]):
         handles = list(queryset.values_list("handle", flat=True))
 
         def lift(reason: str) -> None:

@@ -153,7 +153,7 @@ def answer(query: AvatarQuery, *, cached_only: bool = False, client_ip: str | No
             headers = [
                 ("Location", image_url(known_digest, fmt)),
                 ("Cache-Control", RATE_LIMITED_CACHE),
-                ("ETag", etag),
+                ("ETag", f'"{known_digest}"'),
             ]
             return Answer(302, headers + limits)
         status = 429 if refusal.code == "rate_limited" else 402
@@ -222,19 +222,21 @@ def _key_context(raw: str, cached_only: bool) -> keys.KeyContext | None:
     found = keys.cached_context(raw, local_only=True)
     if found is None:
         raise NeedsDatabase
-    return None if found == keys.UNKNOWN else found
+    return None if isinstance(found, str) else found  # the one string cached is keys.UNKNOWN
 
 
-def _make_png(handle: str, size: int) -> str:
+def _make_png(handle: str, size: int) -> str | None:
     from avtrz.avatars.enrichment import add_png_renditions
     from avtrz.avatars.models import Profile
 
     profile = Profile.objects.select_related("current_image").get(handle=handle)
+    if profile.current_image is None:  # the photo was removed since the card was read
+        return None
     return add_png_renditions(profile.current_image).rendition(size, "png")
 
 
 def _size(raw: str | None) -> int | None:
-    if raw in (None, ""):
+    if not raw:
         return DEFAULT_SIZE
     return int(raw) if raw.isdigit() and int(raw) in SIZES else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from avtrz.avatars import enrichment, imaging, linkedin
@@ -36,7 +37,9 @@ def import_profile(row: dict, *, base_dir: Path) -> Profile:
         profile, _ = Profile.objects.select_for_update().get_or_create(handle=handle)
         for field in TEXT_FIELDS:
             if row.get(field):
-                setattr(profile, field, str(row[field])[: Profile._meta.get_field(field).max_length or None])
+                model_field = Profile._meta.get_field(field)
+                assert isinstance(model_field, Field)
+                setattr(profile, field, str(row[field])[: model_field.max_length or None])
         if row.get("open_to_work") not in (None, ""):
             profile.open_to_work = str(row["open_to_work"]).strip().lower() in {"1", "true", "yes"}
         if photo is not None:

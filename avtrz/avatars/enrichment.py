@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from avtrz.avatars import breaker, crops, imaging, linkedin
@@ -95,7 +96,9 @@ def enrich(handle: str, *, on_worker: bool = False, photo_retries_left: int = 0)
 
     parsed = linkedin.parse_profile_page(html, page.final_url)
     for field in ("name", "headline", "summary", "industry", "location"):
-        setattr(profile, field, (getattr(parsed, field) or "")[: Profile._meta.get_field(field).max_length or None])
+        model_field = Profile._meta.get_field(field)
+        assert isinstance(model_field, Field)
+        setattr(profile, field, (getattr(parsed, field) or "")[: model_field.max_length or None])
     profile.open_to_work = parsed.open_to_work
     if parsed.photo_url:
         photo_url = linkedin.upgrade_photo_url(parsed.photo_url)

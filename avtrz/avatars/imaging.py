@@ -37,8 +37,9 @@ import importlib.util
 import io
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -380,12 +381,13 @@ def render_avatar(
         missing = [s for s in ordered if s not in box]
         if missing:
             raise ValueError(f"no crop box for sizes {missing}")
-        box_of = {size: tuple(box[size]) for size in ordered}
+        box_of = {size: _as_box(box[size]) for size in ordered}
     else:
-        box_of = dict.fromkeys(ordered, tuple(box))
+        box_of = dict.fromkeys(ordered, _as_box(box))
 
     renditions: dict[tuple[int, str], bytes] = {}
-    current, current_box = None, None
+    # The first size always resamples: no box is None.
+    current, current_box = img, None
     for size in ordered:
         if box_of[size] != current_box:
             current_box = box_of[size]
@@ -395,6 +397,12 @@ def render_avatar(
         for fmt in wanted_formats:
             renditions[(size, fmt)] = _encode(current, fmt)
     return renditions
+
+
+def _as_box(box: Sequence[int]) -> Box:
+    """A box as a tuple (stored boxes come back from JSON as lists)."""
+    left, top, right, bottom = box
+    return left, top, right, bottom
 
 
 def content_hash(data: bytes) -> str:
@@ -412,7 +420,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
     if image.has_transparency_data:
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        # One band's extrema are (min, max); Pillow types getextrema for every band count at once.
+        if cast("tuple[int, int]", rgba.getchannel("A").getextrema())[0] < 255:
             return rgba
         return rgba.convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")

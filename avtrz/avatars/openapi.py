@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 from avtrz.avatars.api import DEFAULT_SIZE, SIZES
@@ -27,8 +29,8 @@ RATE_LIMIT_HEADERS = {
 }
 
 
-def _error_response(description: str, *, retry_after: bool = False, metered: bool = False) -> dict:
-    response = {
+def _error_response(description: str, *, retry_after: bool = False, metered: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
         "headers": {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}},
         "content": {

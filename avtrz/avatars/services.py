@@ -81,7 +81,8 @@ def request_enrichment(handle: str) -> Card:
             profile = Profile.objects.create(handle=handle, status=Profile.Status.ENRICHING)
             transaction.on_commit(lambda: _queue_enrichment(handle))
     except IntegrityError:  # a concurrent request added it first and queued the work
-        return load_card(handle)
+        # None only if that profile was removed and its opt-out lifted since: then it is new again.
+        return load_card(handle) or request_enrichment(handle)
     return cached_card(handle) or remember(Card(handle=handle, status=profile.status))
 
 
@@ -121,7 +122,7 @@ def count_lookup(meter: usage.Meter, handle: str, *, key_id: int | None = None, 
     seen = hotcache.get(seen_key, local_only=local_only) is not None
     if local_only and not seen:
         raise NeedsDatabase
-    counted = False
+    counted: bool | None = False
     if not seen:
         counted = usage.count_new_profile(meter.period_id, handle)
         if counted is None:

@@ -4,6 +4,7 @@ import re
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from avtrz.avatars import api
@@ -21,7 +22,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 @require_safe
 def avatar(request: HttpRequest) -> HttpResponse:
     """`GET /v1/avatar`: what the ASGI fast path could not answer from the cache alone."""
-    query = api.parse(request.GET, request.headers, method=request.method)
+    query = api.parse(request.GET, request.headers, method=request.method or "GET")  # None only on a bare HttpRequest()
     result = api.answer(query, client_ip=throttle.client_ip(request))
     response = HttpResponse(result.body, status=result.status)
     for name, value in result.headers:
@@ -30,7 +31,7 @@ def avatar(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def image(request: HttpRequest, name: str) -> HttpResponse:
+def image(request: HttpRequest, name: str) -> HttpResponseBase:
     """A stored rendition by content hash: immutable, so it may be cached forever anywhere."""
     if not IMAGE_NAME.match(name):
         raise Http404
@@ -40,7 +41,7 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
         return _gone()
     etag = f'"{name.split(".")[0]}"'
     if etag in request.headers.get("If-None-Match", ""):
-        response = HttpResponseNotModified()
+        response: HttpResponseBase = HttpResponseNotModified()
     else:
         try:
             blob = default_storage.open(f"avatars/{name}")
