@@ -16,7 +16,7 @@ from oauth2_provider.models import (
 )
 
 from accounts.connections import revoke_connection
-from accounts.models import Connection, User
+from accounts.models import AuthenticatedHttpRequest, Connection, ConnectionQuerySet, User
 from avtrz.lib.adminkit import ReadOnlyAdmin, may_act_on
 from workspaces.models import Membership
 
@@ -104,7 +104,7 @@ class ConnectionAdmin(ReadOnlyAdmin):
         return may_act_on(request, Connection)
 
     @admin.action(description="Revoke selected connections (their tokens stop working at once)", permissions=["revoke"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+    def revoke(self, request: AuthenticatedHttpRequest, queryset: ConnectionQuerySet) -> None:
         revoked = 0
         for connection in queryset.active().select_related("application", "user", "workspace"):
             revoke_connection(actor=request.user, connection=connection)

@@ -86,6 +86,7 @@ class SafeHTTPMetadataFetcher:
         except ValueError as exc:
             raise CIMDProblem("The app's client ID is not a valid address.", f"malformed client_id URL: {exc}") from exc
         host = urlsplit(client_id).hostname
+        assert host is not None  # validate_cimd_client_id refuses a client_id without a host
         try:
             result = safe_http.fetch(
                 client_id,

@@ -28,14 +28,16 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 from oauth2_provider.models import (
+    AbstractAccessToken,
     AbstractApplication,
+    AbstractGrant,
     get_access_token_model,
     get_application_model,
     get_grant_model,
     get_refresh_token_model,
 )
 
-from accounts.models import Connection, ConnectionLink, User
+from accounts.models import Connection, ConnectionLink, ConnectionQuerySet, User
 from accounts.oauth import mcp_resource_url
 from avtrz.lib import hotcache
 from workspaces.models import AuditEvent, Membership, Workspace
@@ -58,7 +60,7 @@ def _audit(connection: Connection, action: str, verb: str, *, actor: User) -> No
 
 
 @transaction.atomic
-def record_consent(*, grant: Grant, workspace: Workspace) -> Connection:
+def record_consent(*, grant: AbstractGrant, workspace: Workspace) -> Connection:
     """Bind a freshly issued authorization code to the user's connection for ``workspace``.
 
     The first consent for a (user, client, workspace) creates the connection; a later one
@@ -114,7 +116,7 @@ def revoke_tokens_from_code(code_digest: str) -> int:
     return live + unrefreshable
 
 
-def _listing(queryset: QuerySet[Connection]) -> QuerySet[Connection]:
+def _listing(queryset: ConnectionQuerySet) -> QuerySet[Connection]:
     return queryset.active().select_related("user", "workspace", "application").order_by("-created_at")
 
 
@@ -285,7 +287,7 @@ def _count(connections: list[Connection]) -> str:
     return f"{len(connections)} AI connection{'' if len(connections) == 1 else 's'}"
 
 
-def workspace_for_access_token(token: str) -> tuple[AccessToken, Workspace] | None:
+def workspace_for_access_token(token: str) -> tuple[AbstractAccessToken, Workspace] | None:
     """The access token and the workspace it acts for, if ``token`` may call the MCP server now.
 
     None when the token is unknown, expired or revoked, was issued for another resource, or its

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.http import HttpRequest
 
 from accounts.models import User
 from avtrz.lib import throttle
@@ -22,14 +25,22 @@ class SignUpForm(UserCreationForm):
 
     def validate_unique(self) -> None:
         """Skip the email's uniqueness check, whose error would tell anyone the address has an account."""
-        exclude = {*self._get_validation_exclusions(), "email"}
+        # ModelForm's own private helpers, which django-stubs does not declare.
+        exclude = {*self._get_validation_exclusions(), "email"}  # type: ignore[attr-defined]
         try:
             self.instance.validate_unique(exclude=exclude)
         except forms.ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]
 
 
-class ThrottledSignIn:
+# The mixin below runs on an AuthenticationForm; only the type checker needs to see that base.
+if TYPE_CHECKING:
+    _SignInForm = AuthenticationForm
+else:
+    _SignInForm = object
+
+
+class ThrottledSignIn(_SignInForm):
     """Failed sign-ins limited per (email, address) and per address; the owner can unlock by email.
 
     Counting per (email, address) rather than per email means a stranger who knows an email cannot
@@ -46,6 +57,8 @@ class ThrottledSignIn:
         "throttled_unlock": "Too many failed sign-in attempts. Try again in %(minutes)d minutes. "
         "If this is your account, we have emailed you a link that unlocks sign-in at once.",
     }
+
+    request: HttpRequest  # the sign-in views always pass it
 
     def clean(self):
         from accounts import unlock

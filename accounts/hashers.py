@@ -19,9 +19,15 @@ that did not (they register again).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.conf import settings
 from django.contrib.auth.hashers import BasePasswordHasher, mask_hash
 from django.utils.crypto import constant_time_compare, salted_hmac
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 KEY_SALT = "accounts.hashers.ClientSecretHasher"
@@ -38,7 +44,7 @@ class ClientSecretHasher(BasePasswordHasher):
     algorithm = "avtrz_hmac_sha256"
 
     def encode(self, password: str, salt: str, key: str | None = None) -> str:
-        self._check_encode_args(password, salt)
+        self._check_encode_args(password, salt)  # type: ignore[attr-defined]  # Django's, left out of django-stubs
         key = settings.SECRET_KEY if key is None else key
         digest = salted_hmac(KEY_SALT, f"{salt}${password}", secret=key, algorithm="sha256").hexdigest()
         return f"{self.algorithm}${_key_id(key)}${salt}${digest}"
@@ -65,7 +71,7 @@ class ClientSecretHasher(BasePasswordHasher):
         """True for a digest made with a fallback key: re-hash it with the current one."""
         return self.decode(encoded)["key_id"] != _key_id(settings.SECRET_KEY)
 
-    def safe_summary(self, encoded: str) -> dict[str, str]:
+    def safe_summary(self, encoded: str) -> dict[StrOrPromise, Any]:
         decoded = self.decode(encoded)
         return {
             "algorithm": decoded["algorithm"],

@@ -170,7 +170,7 @@ class ConsentView(AuthorizationView):
         ask the validator for a silent login, which DOT does not implement (a 500)."""
         _scopes, credentials = self.validate_authorization_request(_without_parameter(request, "prompt"))
         if set(prompt) != {"none"}:
-            error = InvalidRequestError(description="prompt=none cannot be combined with other values.")
+            error: OAuth2Error = InvalidRequestError(description="prompt=none cannot be combined with other values.")
         elif request.user.is_authenticated:
             error = oauth_errors.ConsentRequired(
                 description="Avtrz asks the user to approve every connection and choose its workspace."
@@ -439,10 +439,10 @@ def _registration_response(response: HttpResponse, metadata: dict) -> HttpRespon
 def _use_registrable(request: HttpRequest) -> tuple[dict | None, JsonResponse | None]:
     """Check the request's metadata and hand DOT the registrable form of it (DOT reads the body)."""
     metadata, error = _read_metadata(request)
-    if error:
+    if metadata is None:
         return None, error
     registered, error = _registrable(metadata)
-    if error:
+    if registered is None:
         return None, error
     dot.replace_registration_body(request, registered)
     return metadata, None
@@ -470,6 +470,7 @@ class RegistrationView(DynamicClientRegistrationView):
         metadata, error = _use_registrable(request)
         if error:
             return error
+        assert metadata is not None  # (metadata, None) or (None, error), as DOT's parsers answer
         return _registration_response(super().post(request, *args, **kwargs), metadata)
 
 
@@ -484,6 +485,7 @@ class RegistrationManagementView(DynamicClientRegistrationManagementView):
         metadata, error = _use_registrable(request)
         if error:
             return error
+        assert metadata is not None  # (metadata, None) or (None, error), as DOT's parsers answer
         return _registration_response(super().put(request, client_id, *args, **kwargs), metadata)
 
 

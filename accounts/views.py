@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.hashers import make_password
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme, urlsafe_base64_decode
 from django.views.decorators.http import require_http_methods
 
@@ -32,7 +32,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     """Every valid sign-up answers "check your inbox", whether or not the email has an account
     (accounts.signup); only an invitation to that very address signs in at once."""
     if request.user.is_authenticated:
-        return redirect(safe_next(request, reverse_lazy("workspaces:home")))
+        return redirect(safe_next(request, reverse("workspaces:home")))
     next_url = safe_next(request, "")
     invitation = signup_flow.invitation_at(next_url)
     form = SignUpForm(request.POST or None, initial={"email": invitation.email} if invitation else {})
@@ -81,7 +81,7 @@ def activate(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
         messages.success(request, f"Welcome to Avtrz. Accept the invitation to join {invitation.workspace.name}.")
     else:
         messages.success(request, "Welcome to Avtrz. Create a workspace to get your API keys.")
-    return redirect(safe_next(request, str(reverse_lazy("workspaces:create"))))
+    return redirect(safe_next(request, reverse("workspaces:create")))
 
 
 signin = auth_views.LoginView.as_view(
