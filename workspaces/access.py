@@ -5,13 +5,16 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
+from accounts.models import AuthenticatedHttpRequest
 from workspaces.models import Membership
 
 
 SESSION_KEY = "current_workspace"
 
 
-def get_membership(request: HttpRequest, slug: str, *, min_role: str = Membership.Role.MEMBER) -> Membership:
+def get_membership(
+    request: AuthenticatedHttpRequest, slug: str, *, min_role: str = Membership.Role.MEMBER
+) -> Membership:
     """The signed-in user's membership in the workspace `slug`, remembered as the current one.
 
     404 when the user is not a member, so a workspace's existence does not leak;

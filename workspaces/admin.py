@@ -1,12 +1,16 @@
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
+from accounts.models import AuthenticatedHttpRequest, User
 from avtrz.lib.adminkit import ReadOnlyAdmin, ReadOnlyInline, may_act_on
 from workspaces import services
 from workspaces.models import (
     ApiKey,
+    ApiKeyQuerySet,
     AuditEvent,
     DailyUsage,
     Invitation,
@@ -16,6 +20,17 @@ from workspaces.models import (
     UsagePeriod,
     Workspace,
 )
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _Totals(TypedDict):
+    """What WorkspaceAdmin.get_queryset annotates each workspace with."""
+
+    member_total: int
+    key_total: int
 
 
 @admin.register(Plan)
@@ -46,8 +61,7 @@ class ApiKeyInline(ReadOnlyInline):
 
     model = ApiKey
     show_change_link = True
-    fields = ["name", "kind", "masked", "allowed_domains", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "kind", "masked", "allowed_domains", "created_at", "last_used_at", "revoked_at")
 
 
 @admin.register(Workspace)
@@ -82,17 +96,18 @@ class WorkspaceAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="Members", ordering="member_total")
-    def member_count(self, obj: Workspace) -> int:
+    def member_count(self, obj: "WithAnnotations[Workspace, _Totals]") -> int:
         return obj.member_total
 
     @admin.display(description="Active keys", ordering="key_total")
-    def active_keys(self, obj: Workspace) -> int:
+    def active_keys(self, obj: "WithAnnotations[Workspace, _Totals]") -> int:
         return obj.key_total
 
     def save_model(self, request: HttpRequest, obj: Workspace, form, change: bool) -> None:
         if change and "plan" in form.changed_data:
             # Through the service: the change is audited, the current cycle takes the new limits and
             # cached key contexts are dropped, as when an owner changes plan in the dashboard.
+            assert isinstance(request.user, User)  # the admin lets only signed-in staff this far
             services.change_plan(actor=request.user, workspace=obj, plan=obj.plan, source="admin")
         super().save_model(request, obj, form, change)
 
@@ -176,7 +191,7 @@ class ApiKeyAdmin(ReadOnlyAdmin):
         return may_act_on(request, ApiKey)
 
     @admin.action(description="Revoke selected keys (they stop working at once)", permissions=["revoke"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+    def revoke(self, request: AuthenticatedHttpRequest, queryset: ApiKeyQuerySet) -> None:
         revoked = 0
         for key in queryset.active().select_related("workspace"):
             services.revoke_api_key(actor=request.user, key=key)

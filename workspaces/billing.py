@@ -8,6 +8,7 @@ Stripe is optional: without STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET the bill
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import stripe
 from django.conf import settings
@@ -15,6 +16,10 @@ from django.db import IntegrityError, transaction
 
 from workspaces import services
 from workspaces.models import Plan, StripeEvent, Workspace
+
+
+if TYPE_CHECKING:
+    from stripe.params.checkout import SessionCreateParams
 
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,7 @@ def can_buy(plan: Plan) -> bool:
 
 def checkout_url(*, workspace: Workspace, plan: Plan, user, return_url: str) -> str:
     """A Stripe Checkout page subscribing the workspace to `plan`; the webhook applies it once paid."""
-    params = {
+    params: SessionCreateParams = {
         "mode": "subscription",
         "line_items": [{"price": plan.stripe_price_id, "quantity": 1}],
         "client_reference_id": workspace.slug,
@@ -50,7 +55,9 @@ def checkout_url(*, workspace: Workspace, plan: Plan, user, return_url: str) -> 
         params["customer"] = workspace.stripe_customer_id
     else:
         params["customer_email"] = user.email
-    return client().v1.checkout.sessions.create(params=params).url
+    url = client().v1.checkout.sessions.create(params=params).url
+    assert url is not None  # Stripe sends it for every open hosted session, as a new one is
+    return url
 
 
 def portal_url(*, workspace: Workspace, return_url: str) -> str:

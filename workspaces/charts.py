@@ -91,17 +91,17 @@ def daily_chart(workspace: Workspace, *, days: int = 30, today: date | None = No
     top = step * 4
     slot = PLOT_W / days
     bar = slot * 0.72
-    for index, day in enumerate(chart_days):
-        x = day.x = round(LEFT + index * slot + (slot - bar) / 2, 2)
-        day.center = round(LEFT + (index + 0.5) * slot, 2)
-        y = TOP + PLOT_H
+    for index, chart_day in enumerate(chart_days):
+        x = chart_day.x = round(LEFT + index * slot + (slot - bar) / 2, 2)
+        chart_day.center = round(LEFT + (index + 0.5) * slot, 2)
+        y: float = TOP + PLOT_H
         for name, _label, css in SERIES:
-            height = round(day.counts[name] / top * PLOT_H, 2)
+            height = round(chart_day.counts[name] / top * PLOT_H, 2)
             if height:
                 y -= height
-                day.segments.append(Segment(x=x, y=round(y, 2), width=round(bar, 2), height=height, css=css))
+                chart_day.segments.append(Segment(x=x, y=round(y, 2), width=round(bar, 2), height=height, css=css))
         if index % 7 == (days - 1) % 7:  # label today and every week before it
-            day.label = f"{day.day:%b} {day.day.day}"
+            chart_day.label = f"{chart_day.day:%b} {chart_day.day.day}"
     ticks = [(round(TOP + PLOT_H - PLOT_H * line / 4, 2), step * line) for line in range(5)]
     return Chart(
         days=chart_days,

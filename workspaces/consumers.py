@@ -41,7 +41,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             return None
         return (
-            Membership.objects.filter(user=user, workspace__slug=self.scope["url_route"]["kwargs"]["slug"])
+            Membership.objects.filter(user_id=user.pk, workspace__slug=self.scope["url_route"]["kwargs"]["slug"])
             .values_list("workspace_id", flat=True)
             .first()
         )

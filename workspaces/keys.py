@@ -99,7 +99,7 @@ def load_context(raw: str) -> KeyContext | None:
     found, version = hotcache.read(cache_key(raw))
     found = _still_current(found)
     if found is not None:
-        return None if found == UNKNOWN else found
+        return None if isinstance(found, str) else found  # the one string cached is UNKNOWN
     key = ApiKey.objects.for_key(raw)
     if key is None:
         hotcache.set_if_current(cache_key(raw), UNKNOWN, UNKNOWN_TTL, version)

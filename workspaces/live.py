@@ -59,7 +59,9 @@ def push(workspace: Workspace, kind: str, data: dict) -> None:
     """Send to every open dashboard page of the workspace. Best effort: a page that misses a push
     catches up on its next poll, so a channel-layer hiccup must not fail the caller."""
     try:
-        async_to_sync(get_channel_layer().group_send)(
+        layer = get_channel_layer()
+        assert layer is not None  # settings always configure CHANNEL_LAYERS
+        async_to_sync(layer.group_send)(
             group_name(workspace.pk), {"type": "workspace.update", "kind": kind, "data": data}
         )
     except (RedisError, OSError) as exc:  # the channel layer's Redis is away or stalls: pages poll meanwhile

@@ -167,6 +167,8 @@ class Invitation(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvitationQuerySet.as_manager()
+    # The digest of a link replaced by issue_token, until save() records it; not a column.
+    _superseded_digest: str | None
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -250,15 +251,15 @@ def connector_publishable_key(workspace: Workspace) -> str:
     if key is not None:
         # Issued under a derivation secret no longer configured: its clear value cannot be had again.
         # Replace it; it answers the URLs already handed out for the grace period, like a rotated key.
-        _retire_connector_key(key)
+        ends = _retire_connector_key(key)
         _audit(
             workspace,
             AuditEvent.Action.KEY_ROTATED,
             f"Avtrz replaced the AI connector key {key.masked}: the secret it was derived from is no longer "
-            f"configured; it answers until {key.expires_at:%Y-%m-%d %H:%M} UTC",
+            f"configured; it answers until {ends:%Y-%m-%d %H:%M} UTC",
             actor=None,
             old=key.masked,
-            old_expires_at=key.expires_at.isoformat(),
+            old_expires_at=ends.isoformat(),
         )
     key = ApiKey(workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True)
     raw = key.issue_derived()
@@ -267,11 +268,12 @@ def connector_publishable_key(workspace: Workspace) -> str:
     return raw
 
 
-def _retire_connector_key(key: ApiKey) -> None:
-    """Give the key its grace period's end; every worker's cached context of it (with no end) goes."""
-    key.expires_at = timezone.now() + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
+def _retire_connector_key(key: ApiKey) -> datetime:
+    """Give the key its grace period's end, and return it; every worker's cached context of it (with no end) goes."""
+    key.expires_at = ends = timezone.now() + timedelta(seconds=settings.AVTRZ_CONNECTOR_KEY_GRACE_S)
     key.save(update_fields=["expires_at"])
     transaction.on_commit(lambda: keys.forget_key(key))
+    return ends
 
 
 @transaction.atomic
@@ -302,7 +304,7 @@ def rotate_connector_key(*, actor: User | None, key: ApiKey) -> ApiKey:
         raise RotationError(
             f"{key.masked} was already rotated; it stops answering on {key.expires_at:%-d %b %Y, %H:%M} UTC."
         )
-    _retire_connector_key(key)
+    ends = _retire_connector_key(key)
     new = ApiKey(
         workspace=workspace, kind=ApiKey.Kind.PUBLISHABLE, name="AI connector", for_connector=True, created_by=actor
     )
@@ -312,11 +314,11 @@ def rotate_connector_key(*, actor: User | None, key: ApiKey) -> ApiKey:
         workspace,
         AuditEvent.Action.KEY_ROTATED,
         f"{_name(actor)} rotated the AI connector key {key.masked} to {new.masked}; the old one answers until "
-        f"{key.expires_at:%Y-%m-%d %H:%M} UTC",
+        f"{ends:%Y-%m-%d %H:%M} UTC",
         actor=actor,
         old=key.masked,
         new=new.masked,
-        old_expires_at=key.expires_at.isoformat(),
+        old_expires_at=ends.isoformat(),
     )
 
     # The MCP tools' cached clear key goes too, from every worker's memory: the next tool call hands out the new key.
@@ -340,7 +342,7 @@ def retire_rotated_keys(now: datetime | None = None) -> int:
                 f"Avtrz retired the rotated key {key.masked} at the end of its grace period",
                 actor=None,
             )
-            transaction.on_commit(lambda key=key: keys.forget_key(key))
+            transaction.on_commit(partial(keys.forget_key, key))
         retired += 1
     return retired
 

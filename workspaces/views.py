@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.connections import can_revoke, group_connections, list_connections, revoke_connection
+from accounts.models import AuthenticatedHttpRequest
 from accounts.views import safe_next
 from workspaces import billing, charts, live, services
 from workspaces.access import current_membership, get_membership
@@ -29,7 +32,7 @@ def _error_messages(exc: ValidationError | PermissionDenied) -> str:
 
 @require_safe
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The dashboard's front door: the current workspace, or creating a first one."""
     membership = current_membership(request)
     if membership is None:
@@ -39,14 +42,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @login_required
-def workspace_list(request: HttpRequest) -> HttpResponse:
+def workspace_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     memberships = Membership.objects.select_related("workspace", "workspace__plan").filter(user=request.user)
     return render(request, "workspaces/list.html", {"memberships": memberships})
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def create(request: HttpRequest) -> HttpResponse:
+def create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorkspaceNameForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         workspace = services.create_workspace(owner=request.user, name=form.cleaned_data["name"])
@@ -58,7 +61,7 @@ def create(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @login_required
-def overview(request: HttpRequest, slug: str) -> HttpResponse:
+def overview(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     workspace = membership.workspace
     return render(
@@ -75,7 +78,7 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def switch(request: HttpRequest, slug: str) -> HttpResponse:
+def switch(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     messages.info(request, f"Switched to {membership.workspace.name}.")
     return redirect("workspaces:overview", slug=slug)
@@ -83,7 +86,7 @@ def switch(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 @login_required
-def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
+def settings_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     form = WorkspaceNameForm(initial={"name": membership.workspace.name})
     return render(request, "workspaces/settings.html", {"membership": membership, "form": form})
@@ -91,7 +94,7 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def rename(request: HttpRequest, slug: str) -> HttpResponse:
+def rename(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     form = WorkspaceNameForm(request.POST)
     if not form.is_valid():
@@ -114,14 +117,14 @@ def _members_context(membership: Membership, invite_form: InviteForm | None = No
 
 @require_safe
 @login_required
-def members(request: HttpRequest, slug: str) -> HttpResponse:
+def members(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     return render(request, "workspaces/members.html", _members_context(membership))
 
 
 @require_POST
 @login_required
-def invite(request: HttpRequest, slug: str) -> HttpResponse:
+def invite(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     form = InviteForm(request.POST)
     if form.is_valid():
@@ -142,7 +145,7 @@ def invite(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def revoke_invitation(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def revoke_invitation(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     invitation = get_object_or_404(Invitation, uid=uid, workspace=membership.workspace)
     services.revoke_invitation(actor=request.user, invitation=invitation)
@@ -156,7 +159,7 @@ def _member_or_404(membership: Membership, uid) -> Membership:
 
 @require_POST
 @login_required
-def remove_member(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def remove_member(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     target = _member_or_404(membership, uid)
     try:
@@ -170,7 +173,7 @@ def remove_member(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 @require_POST
 @login_required
-def change_role(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def change_role(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     target = _member_or_404(membership, uid)
     form = RoleForm(request.POST)
@@ -188,7 +191,7 @@ def change_role(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 @require_POST
 @login_required
-def leave(request: HttpRequest, slug: str) -> HttpResponse:
+def leave(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     try:
         services.leave_workspace(membership=membership)
@@ -291,14 +294,14 @@ def _keys_context(membership: Membership, form: ApiKeyForm | None = None) -> dic
 
 @require_safe
 @login_required
-def api_keys(request: HttpRequest, slug: str) -> HttpResponse:
+def api_keys(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     return render(request, "workspaces/keys.html", _keys_context(membership))
 
 
 @require_POST
 @login_required
-def create_key(request: HttpRequest, slug: str) -> HttpResponse:
+def create_key(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
@@ -311,6 +314,7 @@ def create_key(request: HttpRequest, slug: str) -> HttpResponse:
         domains=form.cleaned_data["domains"],
     )
     key = ApiKey.objects.for_key(raw)
+    assert key is not None  # created just above
     # Never in a URL (logs, history, Referer): the next page view takes it out of the session.
     request.session[NEW_KEY_SESSION] = {"uid": str(key.uid), "raw": raw}
     return redirect("workspaces:api_key", slug=slug, uid=key.uid)
@@ -333,7 +337,7 @@ def _key_context(membership: Membership, key: ApiKey, raw: str | None = None, fo
 
 @require_safe
 @login_required
-def api_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def api_key(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug)
     key = _key_or_404(membership, uid)
     created = request.session.pop(NEW_KEY_SESSION, None)
@@ -346,7 +350,7 @@ def api_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 @require_POST
 @login_required
-def key_domains(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def key_domains(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     key = _key_or_404(membership, uid)
     if not key.is_active or key.kind != ApiKey.Kind.PUBLISHABLE:
@@ -361,7 +365,7 @@ def key_domains(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 @require_POST
 @login_required
-def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def revoke_key(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     key = _key_or_404(membership, uid)
     if key.is_active:
@@ -372,7 +376,7 @@ def revoke_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
 
 @require_POST
 @login_required
-def rotate_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def rotate_key(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     """Rotate the AI connector key: new AI answers use a new key, the old one answers for the grace period."""
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     key = _key_or_404(membership, uid)
@@ -393,9 +397,9 @@ def rotate_key(request: HttpRequest, slug: str, uid) -> HttpResponse:
 # ---------------------------------------------------------------- AI connections
 
 
-def _connections_context(request: HttpRequest, membership: Membership) -> dict:
+def _connections_context(request: AuthenticatedHttpRequest, membership: Membership) -> dict:
     connections = list(list_connections(membership.workspace))
-    groups = [
+    groups: list[dict[str, Any]] = [
         {
             "rows": [
                 {"connection": c, "scopes": c.scope.split(), "can_revoke": can_revoke(actor=request.user, connection=c)}
@@ -412,14 +416,14 @@ def _connections_context(request: HttpRequest, membership: Membership) -> dict:
 
 @require_safe
 @login_required
-def connections(request: HttpRequest, slug: str) -> HttpResponse:
+def connections(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     return render(request, "workspaces/connections.html", _connections_context(request, membership))
 
 
 @require_POST
 @login_required
-def revoke_connection_view(request: HttpRequest, slug: str, uid) -> HttpResponse:
+def revoke_connection_view(request: AuthenticatedHttpRequest, slug: str, uid) -> HttpResponse:
     # Any member may ask: whoever made the connection can revoke it; can_revoke decides.
     membership = get_membership(request, slug)
     connection = get_object_or_404(list_connections(membership.workspace), uid=uid)
@@ -433,7 +437,7 @@ def revoke_connection_view(request: HttpRequest, slug: str, uid) -> HttpResponse
 
 @require_safe
 @login_required
-def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
+def usage_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     workspace = membership.workspace
     return render(
@@ -451,7 +455,7 @@ def usage_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 @login_required
-def usage_json(request: HttpRequest, slug: str) -> JsonResponse:
+def usage_json(request: AuthenticatedHttpRequest, slug: str) -> JsonResponse:
     """The live numbers for pages that cannot hold a WebSocket open (polled every 30 s)."""
     membership = get_membership(request, slug)
     response = JsonResponse(live.snapshot(membership.workspace))
@@ -515,7 +519,7 @@ def _billing_error(request: HttpRequest, membership: Membership, error: str) -> 
 
 @require_safe
 @login_required
-def billing_page(request: HttpRequest, slug: str) -> HttpResponse:
+def billing_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     if request.GET.get("checkout") == "done":
         messages.info(request, "Thanks! Your plan changes as soon as Stripe confirms the payment.")
@@ -524,7 +528,7 @@ def billing_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def change_plan(request: HttpRequest, slug: str) -> HttpResponse:
+def change_plan(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Switch to a free public plan. Paid plans are bought through Stripe Checkout or support."""
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     workspace = membership.workspace
@@ -552,7 +556,7 @@ def _billing_url(request: HttpRequest, slug: str) -> str:
 
 @require_POST
 @login_required
-def checkout(request: HttpRequest, slug: str) -> HttpResponse:
+def checkout(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     workspace = membership.workspace
     if not billing.enabled():
@@ -575,7 +579,7 @@ def checkout(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def billing_portal(request: HttpRequest, slug: str) -> HttpResponse:
+def billing_portal(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug, min_role=Role.ADMIN)
     if not billing.enabled() or not membership.workspace.stripe_customer_id:
         raise Http404("This workspace has no Stripe subscription.")
@@ -600,6 +604,6 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @login_required
-def connect(request: HttpRequest, slug: str) -> HttpResponse:
+def connect(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request, slug)
     return render(request, "workspaces/connect.html", {"membership": membership})
