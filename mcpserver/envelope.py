@@ -20,7 +20,7 @@ The body is read once (within the SDK's size limit) and handed on to the SDK unc
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcp.server.transport_security import (
@@ -163,7 +163,7 @@ def _error(request_id: Any, code: int, message: str, *, data: Any = None) -> dic
 
 
 async def _respond(
-    send: Send, status: int, payload: dict[str, Any] | None, *, headers: list[tuple[bytes, bytes]] = ()
+    send: Send, status: int, payload: dict[str, Any] | None, *, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
     head = [*headers, (b"content-length", str(len(body)).encode())]

@@ -83,6 +83,8 @@ def connector(workspace: Workspace) -> Connector:
             return Connector(key=None, key_id=None, meter=meter_for(workspace))
         hotcache.set(cache_key, raw, KEY_CACHE_TTL)
         context = keys.load_context(raw)
+        if context is None:  # revoked in the dashboard a moment ago: answered without a durable URL
+            return Connector(key=None, key_id=None, meter=meter_for(workspace))
     return Connector(key=raw, key_id=context.key_id, meter=context.meter)
 
 
@@ -123,7 +125,8 @@ def cached_profile_avatar(workspace: Workspace, linkedin_url: str | None, userna
     card = cards.cached_card(handle, local_only=True)
     if found is None or card is None or card.status == Profile.Status.ENRICHING:
         raise NeedsDatabase
-    if card.is_resolved and images.cached_rendition(card.rendition(size, "webp"), "webp") is None:
+    digest = card.rendition(size, "webp")
+    if card.is_resolved and (digest is None or images.cached_rendition(digest, "webp") is None):
         raise NeedsDatabase
     refusal = count_lookup(found.meter, handle, key_id=found.key_id, local_only=True).refusal
     if refusal:
@@ -156,10 +159,10 @@ def _avatar_result(handle: str, card: Card, key: str | None, size: int) -> Resul
         return Result(structured, [TextContent(type="text", text=OPTED_OUT_TEXT)])
     if key:
         structured["imageUrl"] = avatar_url(key, handle, size)
-    if card.is_resolved:
-        image = ImageContent(
-            type="image", data=_b64(images.rendition(card.rendition(size, "webp"), "webp")), mime_type="image/webp"
-        )
+    # A resolved card has a WEBP rendition at every size.
+    digest = card.rendition(size, "webp") if card.is_resolved else None
+    if digest is not None:
+        image = ImageContent(type="image", data=_b64(images.rendition(digest, "webp")), mime_type="image/webp")
     else:
         image = ImageContent(type="image", data=_b64(images.monogram_png(card.label, size)), mime_type="image/png")
     structured["mimeType"] = image.mime_type

@@ -13,7 +13,7 @@ import base64
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -47,7 +47,10 @@ if the result says "enriching", initials are shown for now and the same URL show
 Every lookup counts against the connected workspace's monthly quota."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
-Size = Literal[SIZES]  # type: ignore[valid-type]  (Literal of a tuple is Literal of its items)
+if TYPE_CHECKING:
+    Size = int  # a Literal built from a tuple is beyond the type checker
+else:
+    Size = Literal[SIZES]  # Literal of a tuple is Literal of its items
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -227,7 +230,9 @@ def build_server() -> MCPServer:
 
 def _logo() -> Icon:
     """The logo inline (a data: URI), so a client shows it without fetching from us, whatever the static setup."""
-    svg = Path(finders.find("img/logo.svg")).read_bytes()
+    found = finders.find("img/logo.svg")
+    assert found is not None  # static/img/logo.svg ships with the app
+    svg = Path(found).read_bytes()
     return Icon(
         src=f"data:image/svg+xml;base64,{base64.b64encode(svg).decode()}", mime_type="image/svg+xml", sizes=["any"]
     )
@@ -244,7 +249,9 @@ async def _call(
     """Run ``lookup(workspace, *args)`` where it costs least: as ``in_memory`` on the event loop when
     this process's memory answers it; else on the warm lane when ``warm_if`` says the caches can
     (asked there: Redis is I/O); else on the cold lane."""
-    workspace: Workspace = bound_connection(ctx.request_context.request.scope).workspace
+    request = ctx.request_context.request
+    assert request is not None  # tools are called over HTTP only
+    workspace: Workspace = bound_connection(request.scope).workspace
     try:
         result = _from_memory(in_memory, workspace, *args) if in_memory else None
         if result is None and warm_if:
