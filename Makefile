@@ -61,8 +61,11 @@ BENCH ?= avatar
 bench: $(VENV)/.dev
 	$(BIN)/python bench/$(BENCH).py
 
+# ruff, then mypy (pyproject.toml [tool.mypy]) on avtrz, accounts, workspaces and mcpserver. The Django plugin
+# imports the settings, so DEBUG=true: no production secrets needed. Its cache (.mypy_cache/) makes a rerun fast.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	DEBUG=true $(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media staticfiles var
