@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:  # settings import this module (Sentry's before_send) before Django is set up
     from django.http import HttpRequest, HttpResponse
     from sentry_sdk.types import Event, Hint
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import Message
 
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -209,7 +209,9 @@ class RequestIdApp:
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Scope, receive and send untyped: the layers around this one type them each their own way (uvicorn's
+    # middleware as TypedDicts, Starlette's as plain mappings), and neither accepts the other's.
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = b""
