@@ -4,9 +4,9 @@ HTTP goes to Django (behind the `/v1/avatar` fast path), except the MCP endpoint
 SDK's app answers at `/mcp` and `/mcp/` alike (some clients do not follow a redirect). The
 lifespan runs the MCP session manager, which must be running before it can serve a request, and
 at shutdown stores the usage counted since the last flush.
-Every HTTP request first gets its request id (`avtrz.lib.logs.RequestIdApp`), the fast path's and
-`/mcp`'s answers included. WebSockets (the dashboard's live updates) go to Channels, routed in
-`workspaces.routing`.
+Every HTTP request gets its request id (`avtrz.lib.logs.RequestIdApp`) before anything answers it,
+the fast path's and `/mcp`'s answers included. WebSockets (the dashboard's live updates) go to
+Channels, routed in `workspaces.routing`.
 """
 
 import os
@@ -28,7 +28,6 @@ from workspaces import routing as websockets  # noqa: E402
 from workspaces import usage  # noqa: E402
 
 
-http_application = AvatarFastPath(django_application)
 mcp_application = mcp.build()
 
 
@@ -37,7 +36,7 @@ async def route(scope, receive, send):
         if scope["path"] in mcp.PATHS:
             await mcp_application.app(scope, receive, send)
         else:
-            await http_application(scope, receive, send)
+            await django_application(scope, receive, send)
     elif scope["type"] == "websocket":
         await websockets.application(scope, receive, send)
     elif scope["type"] == "lifespan":
@@ -46,8 +45,14 @@ async def route(scope, receive, send):
         raise ValueError(f"Unsupported ASGI scope type {scope['type']!r}")
 
 
-# The client's address and scheme from X-Forwarded-For/-Proto, only when the peer is one of our proxies.
-application = RequestIdApp(ProxyHeadersMiddleware(route, trusted_hosts=settings.TRUSTED_PROXY_IPS))
+fast_path = AvatarFastPath(route)
+# The client's address and scheme from X-Forwarded-For/-Proto, only when the peer is one of our proxies;
+# first, so that uvicorn's access line shows the client's address for the fast path's answers too. Then
+# the request id, and the fast path's replays straight from memory (each layer below would cost a hit
+# about as much as its bucket admission); anything else goes down the layers.
+application = ProxyHeadersMiddleware(
+    RequestIdApp(fast_path, answer_now=fast_path.answer_now), trusted_hosts=settings.TRUSTED_PROXY_IPS
+)
 
 
 async def _lifespan(receive, send):

@@ -48,7 +48,7 @@ class _Replay:
     until: float
     meter: usage.Meter
     key_id: int | None
-    headers: list[tuple[bytes, bytes]]  # all but `RateLimit`, which each admission writes
+    headers: tuple[tuple[bytes, bytes], ...]  # as sent, EXTRA_HEADERS included, all but `RateLimit` (per admission)
 
 
 _replays: dict[tuple, _Replay] = {}
@@ -83,29 +83,33 @@ class AvatarFastPath:
         async with self._to_django:
             await self.app(scope, receive, send)
 
+    def answer_now(self, scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A replayed photo redirect (status, headers, body), admitted and tallied from memory with no
+        await, or None, and the ASGI call decides (no replay, leases to refill, or refused). The
+        request-id layer asks this first (`RequestIdApp(answer_now=...)`): an answer from here skips
+        the layers below it and the send wrapper, which cost a hit as much as the answer itself."""
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
+            return None
+        replay = _live_replay(_read(scope)[1])
+        if replay is None:
+            return None
+        admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
+        if admission is None or not admission.allowed:
+            return None
+        return 302, _replayed(replay, admission), b""
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in HEADERS:  # a header sent twice reads as Django reads it: the values joined by ","
-                headers[name] = headers[name] + b"," + value if name in headers else value
-        # Accept is left out: it only shapes error answers, and only redirects are replayed.
-        identity = (
-            scope["query_string"],
-            scope["method"],
-            headers.get(b"x-api-key"),
-            headers.get(b"origin"),
-            headers.get(b"referer"),
-            headers.get(b"if-none-match"),
-        )
-        replay = _replays.get(identity)
-        if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
-            admission = await _admit(replay.meter, replay.key_id)
+        headers, identity = _read(scope)
+        replay = _live_replay(identity)
+        if replay is not None:
+            admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
+            if admission is None:
+                admission = await _refill_and_admit(replay.meter, replay.key_id)
             if admission.allowed:
-                record_answer(replay.meter, channel="api", with_photo=True)
-                left = _rate_limit(admission.remaining, admission.retry_after)
-                return await _send(send, 302, replay.headers if left is None else [*replay.headers, left], b"")
+                await send({"type": "http.response.start", "status": 302, "headers": _replayed(replay, admission)})
+                return await send({"type": "http.response.body", "body": b""})
             # Refused (rate or quota): the rules below say so in the documented shape.
         try:
             generation = hotcache.generation()
@@ -121,17 +125,48 @@ class AvatarFastPath:
             if len(_replays) >= REPLAY_MAX:
                 _replays.clear()
             until = min(time.time() + REPLAY_FOR_S, result.meter.period_ends_at, result.key_expires_at or math.inf)
-            static = [header for header in encoded if header[0] != b"ratelimit"]
+            static = tuple(header for header in [*encoded, *EXTRA_HEADERS] if header[0] != b"ratelimit")
             _replays[identity] = _Replay(generation, until, result.meter, result.key_id, static)
         await _send(send, result.status, encoded, result.body)
+
+
+def _read(scope) -> tuple[dict[bytes, bytes], tuple]:
+    """The request headers the rules read, and what identifies a replayable request."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in HEADERS:  # a header sent twice reads as Django reads it: the values joined by ","
+            headers[name] = headers[name] + b"," + value if name in headers else value
+    # Accept is left out: it only shapes error answers, and only redirects are replayed.
+    identity = (
+        scope["query_string"],
+        scope["method"],
+        headers.get(b"x-api-key"),
+        headers.get(b"origin"),
+        headers.get(b"referer"),
+        headers.get(b"if-none-match"),
+    )
+    return headers, identity
+
+
+def _live_replay(identity: tuple) -> _Replay | None:
+    replay = _replays.get(identity)
+    if replay is not None and replay.generation == hotcache.generation() and time.time() < replay.until:
+        return replay
+    return None
+
+
+def _replayed(replay: _Replay, admission: usage.Admission) -> list[tuple[bytes, bytes]]:
+    """Tally an admitted replay; its headers."""
+    record_answer(replay.meter, channel="api", with_photo=True)
+    return [*replay.headers, *_rate_limit(admission.remaining, admission.retry_after)]
 
 
 _refills: dict[tuple[int, int], asyncio.Future] = {}  # (workspace, period) -> the lease refill in flight
 
 
-async def _admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
-    """`usage.admit` from memory; when the leases need refilling from Redis, a worker thread asks (a whole
-    Django request for it would cost a hundred replays) and the event loop goes on. One refill per
+async def _refill_and_admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
+    """`usage.admit` once the leases memory holds are spent: a worker thread asks Redis to refill them (a
+    whole Django request for it would cost a hundred replays) and the event loop goes on. One refill per
     meter at a time: the requests that find the leases empty meanwhile wait for it, then take from them."""
     key = (meter.workspace_id, meter.period_id)
     while (admission := usage.admit(meter, key_id=key_id, local_only=True)) is None:
@@ -145,10 +180,11 @@ async def _admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
 
 
 @functools.lru_cache(maxsize=1024)
-def _rate_limit(remaining: int | None, retry_after: int) -> tuple[bytes, bytes] | None:
-    """The `RateLimit` header of an admitted replay: a few values, over and over."""
+def _rate_limit(remaining: int | None, retry_after: int) -> tuple[tuple[bytes, bytes], ...]:
+    """The `RateLimit` header of an admitted replay (none when the counters do not know what is left):
+    a few values, over and over."""
     left = api.rate_limit(usage.Admission(True, retry_after=retry_after, remaining=remaining))
-    return None if left is None else (b"ratelimit", left.encode())
+    return () if left is None else ((b"ratelimit", left.encode()),)
 
 
 async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

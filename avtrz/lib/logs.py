@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -82,10 +83,22 @@ class OutageLog:
                 self.since = None
 
 
+# New request ids, cut from one read of os.urandom per 256: a system call for each id cost more than
+# the rest of the request-id layer on the avatar hit path, which makes one for every request the proxy
+# sent none. A deque, so threads take from it without a lock (popleft is atomic; two threads refilling
+# at once only add more); emptied in a forked child, which must not hand out its parent's next ids.
+_request_ids: deque[str] = deque()
+os.register_at_fork(after_in_child=_request_ids.clear)
+
+
 def new_request_id() -> str:
-    """32 random hex characters: uuid4's randomness at a fifth of its cost (the avatar hit path makes one
-    for every request the proxy sent none)."""
-    return os.urandom(16).hex()
+    """32 random hex characters (uuid4's randomness)."""
+    try:
+        return _request_ids.popleft()
+    except IndexError:
+        block = os.urandom(16 * 256).hex()
+        _request_ids.extend(block[start : start + 32] for start in range(32, len(block), 32))
+        return block[:32]
 
 
 # Our keys and Stripe's share the shape `sk_live_…`; the prefix and last four identify one safely.
@@ -190,7 +203,7 @@ class JsonFormatter(logging.Formatter):
 
 def adopt_request_id(given: str) -> str:
     """The proxy's request id when it is a sane token, else a new one; made current for this context."""
-    rid = given if SANE_REQUEST_ID.match(given) else new_request_id()
+    rid = given if given and SANE_REQUEST_ID.match(given) else new_request_id()
     request_id.set(rid)
     return rid
 
@@ -199,15 +212,23 @@ SERVER_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"cont
 
 
 class RequestIdApp:
-    """ASGI layer: adopt or make the request id before any other layer runs and add it to the response.
+    """ASGI layer: adopt or make the request id before the layers below run and add it to the response.
 
     The context variable is not reset after the response: uvicorn's access log line for the request
     is written after the app answers, and each request runs in its own asyncio task (its own context),
-    so the value cannot leak into another request. `scope["request_id"]` tells Django's middleware."""
+    so the value cannot leak into another request. `scope["request_id"]` tells Django's middleware.
+
+    `answer_now(scope)` (the avatar fast path's replays) may answer a request outright from memory,
+    with no await: (status, headers, body), sent here with the id and no send wrapper, or None."""
 
     # Any ASGI app: uvicorn's middleware types its scope as TypedDicts, Starlette's as a plain mapping.
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        answer_now: Callable[..., tuple[int, list[tuple[bytes, bytes]], bytes] | None] | None = None,
+    ) -> None:
         self.app = app
+        self.answer_now = answer_now
 
     # Scope, receive and send untyped: the layers around this one type them each their own way (uvicorn's
     # middleware as TypedDicts, Starlette's as plain mappings), and neither accepts the other's.
@@ -232,7 +253,13 @@ class RequestIdApp:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_request_id)
+            answer = None if self.answer_now is None else self.answer_now(scope)
+            if answer is None:
+                return await self.app(scope, receive, send_with_request_id)
+            status, headers, body = answer
+            started = True
+            await send({"type": "http.response.start", "status": status, "headers": [*headers, header]})
+            await send({"type": "http.response.body", "body": body})
         except Exception:
             if not started:  # uvicorn's own 500 would leave out the id its traceback line is logged under
                 await send({"type": "http.response.start", "status": 500, "headers": [*SERVER_ERROR_HEADERS, header]})

@@ -4,12 +4,13 @@ import asyncio
 import io
 import json
 import logging
+import os
 import sys
 
 import pytest
 import requests
 
-from avtrz.lib.logs import JsonFormatter, RequestIdApp, redact, request_id
+from avtrz.lib.logs import JsonFormatter, RequestIdApp, new_request_id, redact, request_id
 from tests import services
 
 
@@ -89,6 +90,20 @@ def test_an_insane_request_id_is_replaced(client):
     response = client.get("/healthz", HTTP_X_REQUEST_ID='x" forged=1\n')
     assert len(response["X-Request-ID"]) == 32 and response["X-Request-ID"].isalnum()
     assert client.get("/healthz")["X-Request-ID"] != response["X-Request-ID"]
+
+
+def test_request_ids_are_unique_in_a_forked_process_too():
+    """New ids come from a block of randomness read ahead: a forked worker must not hand out the same
+    ones as its parent (two requests under one id in the logs)."""
+    made = {new_request_id() for _ in range(1000)}  # more than one block
+    assert len(made) == 1000 and all(len(rid) == 32 and rid.isalnum() for rid in made)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 64).decode() != new_request_id()
 
 
 @pytest.mark.django_db(transaction=True)
