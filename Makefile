@@ -47,8 +47,11 @@ superuser: $(VENV)/.runtime
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --no-input -v0
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py createsuperuser $${DJANGO_SUPERUSER_PASSWORD:+--noinput}
 
+# In parallel: 4 workers on 2 cores, since most tests wait on servers, browsers and sockets. Each worker has
+# its own database, Redis database and ports (tests/services.py); a test marked `serial` runs alone
+# (tests/conftest.py). Idle workers take queued tests from busy ones (worksteal): the long ones end evenly.
 test: $(VENV)/.dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist worksteal
 
 # The production shape on this machine (not a set-up command): needs DATABASE_URL (PostgreSQL), REDIS_URL,
 # SECRET_KEY, AVTRZ_KEY_DERIVATION_SECRET and OIDC_RSA_PRIVATE_KEY; see README "Deploy".

@@ -1,5 +1,8 @@
+import fcntl
 import importlib
+import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from django.core.cache import cache
@@ -22,17 +25,86 @@ LAUNCH_PLANS = [
 ]
 
 
+# Lines a test adds to the run's summary (`request.node.user_properties.append(("summary", line))`):
+# parallel workers' output is not shown, their reports reach the controller.
+SUMMARIES: list[str] = []
+
+
 def pytest_configure(config):
     (services.ROOT / "var").mkdir(exist_ok=True)
     # Tasks run in-process unless a test starts a real worker on purpose.
     celery_app.conf.task_always_eager = True
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """Each parallel worker on a Redis database of its own (REDIS_URL's number plus the worker's): set
+    before the worker starts, since Django's settings read it at import."""
+    if url := os.environ.get("REDIS_URL"):
+        for index, spec in enumerate(specs):
+            spec.env["REDIS_URL"] = services.worker_redis_url(url, index)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a parallel worker: the controller writes the summary
+        session.config.workeroutput["skipped_services"] = sorted(services.SKIPPED_SERVICES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    services.SKIPPED_SERVICES.update(getattr(node, "workeroutput", {}).get("skipped_services", ()))
+
+
+def pytest_runtest_logreport(report):
+    SUMMARIES.extend(value for name, value in report.user_properties if name == "summary" and report.when == "call")
+
+
 def pytest_terminal_summary(terminalreporter):
+    for line in SUMMARIES:
+        terminalreporter.write_line(line)
     if services.SKIPPED_SERVICES:
         terminalreporter.write_line(
             "services absent, their tests skipped: " + ", ".join(sorted(services.SKIPPED_SERVICES)), yellow=True
         )
+
+
+@pytest.fixture(scope="session")
+def _run_locks(tmp_path_factory):
+    """The files behind `_serial`, in the folder every worker of this run shares (None in one process)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return None
+    shared = tmp_path_factory.getbasetemp().parent
+    return shared / "serial.turnstile", shared / "serial.room"
+
+
+@pytest.fixture(autouse=True)
+def _serial(request, _run_locks):
+    """A test marked `serial` runs alone: its worker waits until the others' tests end, and they start none
+    meanwhile. Others share the machine (a shared lock each)."""
+    if _run_locks is None:
+        yield
+        return
+    with _locked(*_run_locks, exclusive=request.node.get_closest_marker("serial") is not None):
+        yield
+
+
+@contextmanager
+def _locked(turnstile_path, room_path, *, exclusive: bool):
+    # A readers-writer lock that lets the writer in: everyone passes the turnstile, a serial test holds it
+    # while it waits for the room to empty, so no new test slips in ahead of it.
+    with turnstile_path.open("a") as turnstile, room_path.open("a") as room:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,9 @@ In CI (CI=true) a missing service fails the test; elsewhere it skips and the sum
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -37,6 +39,26 @@ CHROMIUM_ARGS = [
 ]
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 SKIPPED_SERVICES: set[str] = set()
+# `make test` runs the suite in parallel (pytest-xdist): worker N takes the Nth slice of the ports below
+# Linux's ephemeral range (32768+), so its servers never get a port another worker, or a client socket,
+# just used.
+PORTS_FROM, PORTS_PER_WORKER = 20000, 1500
+
+
+def worker_index() -> int:
+    """This pytest-xdist worker's number (gw0 is 0); 0 when the suite runs in one process."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def worker_redis_url(url: str, index: int) -> str:
+    """`url` on a Redis database of worker `index`'s own: the configured number plus the index, counting
+    down from below it once past 15 (Redis has 16), so parallel workers never share keys or queues."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    database = base + index if base + index <= 15 else base - (base + index - 15)
+    if not 0 < database <= 15:
+        raise ValueError(f"no Redis database left for worker {index} from {url}")
+    return parts._replace(path=f"/{database}").geturl()
 
 
 def require(service: str, available: bool, hint: str) -> None:
@@ -58,7 +80,7 @@ def _reachable(host: str, port: int) -> bool:
 
 def redis_url() -> str:
     """REDIS_URL when set (CI), else a local Redis on its default port if one is running."""
-    url = os.environ.get("REDIS_URL") or LOCAL_REDIS_URL
+    url = os.environ.get("REDIS_URL") or worker_redis_url(LOCAL_REDIS_URL, worker_index())
     parts = urlsplit(url)
     require("Redis", _reachable(parts.hostname or "127.0.0.1", parts.port or 6379), f"nothing answers at {url}")
     return url
@@ -70,10 +92,26 @@ def chromium_path() -> str:
     return path
 
 
+def _worker_ports() -> Iterator[int]:
+    start = PORTS_FROM + worker_index() * PORTS_PER_WORKER
+    offset = random.randrange(PORTS_PER_WORKER)  # two runs at once start apart
+    return itertools.cycle([*range(start + offset, start + PORTS_PER_WORKER), *range(start, start + offset)])
+
+
+_ports = _worker_ports()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, from this worker's slice, each handed out once per lap of it."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left in this worker's slice")
 
 
 def live_database_url() -> str:
@@ -85,7 +123,8 @@ def live_database_url() -> str:
     return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+# A server's start is mostly Django's import; `make test` runs several at once on 2 cores.
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -127,13 +127,18 @@ def verdict(checks: list[dict]) -> tuple[Counter, list[str]]:
     return counts, unexpected
 
 
+def report(request, line: str) -> None:
+    """A line for the run's closing summary (tests/conftest.py), whichever worker ran the test."""
+    request.node.user_properties.append(("summary", f"conformance {line}"))
+
+
 def summary(label: str, counts: Counter) -> str:
     total = sum(counts.values())
     others = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()) if status != PASSED)
     return f"{label}: {counts[PASSED]}/{total} checks passed" + (f" ({others})" if others else "")
 
 
-def test_server_scenarios_pass_against_mcp(suite, serve, alice, acme, tmp_path, capsys):
+def test_server_scenarios_pass_against_mcp(suite, serve, alice, acme, tmp_path, request):
     versions = versions_of(suite)
     assert set(SERVER_SCENARIOS) <= set(versions), f"scenarios missing from the suite: {versions}"
     results: dict[str, list[dict]] = {}
@@ -148,19 +153,17 @@ def test_server_scenarios_pass_against_mcp(suite, serve, alice, acme, tmp_path, 
 
     failures = []
     overall = Counter()
-    with capsys.disabled():
-        print()
-        for label, checks in results.items():
-            counts, unexpected = verdict(checks)
-            overall += counts
-            failures += [f"{label}: {line}" for line in unexpected]
-            print("  conformance", summary(label, counts))
-        print("  conformance", summary(f"server, {len(results)} scenario runs", overall))
+    for label, checks in results.items():
+        counts, unexpected = verdict(checks)
+        overall += counts
+        failures += [f"{label}: {line}" for line in unexpected]
+        report(request, summary(label, counts))
+    report(request, summary(f"server, {len(results)} scenario runs", overall))
     assert not failures, "\n".join(failures)
     assert overall[PASSED] > 0
 
 
-def test_authorization_scenarios_pass_against_the_issuer(suite, serve, alice, acme, tmp_path, capsys):
+def test_authorization_scenarios_pass_against_the_issuer(suite, serve, alice, acme, tmp_path, request):
     callback_port = services.free_port()
     redirect_uri = f"http://127.0.0.1:{callback_port}/callback"
     output = tmp_path / "authorization"
@@ -220,7 +223,6 @@ def test_authorization_scenarios_pass_against_the_issuer(suite, serve, alice, ac
 
     checks = collect(output, "".join(log))
     counts, unexpected = verdict(checks)
-    with capsys.disabled():
-        print("\n  conformance", summary("authorization server", counts))
+    report(request, summary("authorization server", counts))
     assert not unexpected, "\n".join(unexpected) + "\n" + "".join(log)[-4000:]
     assert {check["id"] for check in checks} >= {"authorization-server-metadata", "authorization-code-grant"}

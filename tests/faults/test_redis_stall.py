@@ -28,7 +28,8 @@ from workspaces import services as workspace_services
 from workspaces.models import Plan
 
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Alone in the parallel suite: the bounds are a few tenths of a second above Redis's timeout.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 
 REDIS_TIMEOUT_S = 0.5
 # What Redis may add to one request while it stalls: a timed-out call or two (after one times out,
