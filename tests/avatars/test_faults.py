@@ -4,6 +4,7 @@ import time
 
 import pytest
 import requests
+from redis import Redis
 
 from avtrz.avatars.directory import import_profile
 from tests import services
@@ -13,6 +14,13 @@ from workspaces.models import Plan
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+
+
+def wait_until(condition, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def test_redis_outage_keeps_answering_and_loses_no_count(tmp_path, settings, acme, alice):
@@ -27,15 +35,21 @@ def test_redis_outage_keeps_answering_and_loses_no_count(tmp_path, settings, acm
     with services.private_redis(tmp_path) as redis:
         env = services.web_env(port, tmp_path, redis, CELERY_TASK_ALWAYS_EAGER="true")
         with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"):
+
+            def used() -> int:
+                meters = requests.get(f"http://127.0.0.1:{port}/v1/usage", headers={"x-api-key": sk}, timeout=10)
+                return meters.json()["meters"]["avatar_requests"]["used"]
+
             before = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(3)]
-            time.sleep(1)  # counted in Redis and written to the database by the flusher
+            wait_until(lambda: used() == 3, "the flusher to count the first requests")
             redis.stop()
             during = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(5)]
             redis.start()  # back, and empty: it kept nothing on disk
-            time.sleep(1.5)
+            client = Redis.from_url(redis.url)
+            wait_until(lambda: client.pubsub_channels(), "the server to listen on the restarted Redis again")
             after = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(2)]
-            time.sleep(1.5)
-            meters = requests.get(f"http://127.0.0.1:{port}/v1/usage", headers={"x-api-key": sk}, timeout=10).json()
+            wait_until(lambda: used() >= 10, "every request to be counted")
+            total = used()
     assert [r.status_code for r in before + during + after] == [302] * 10
     assert before[-1].headers.get("X-Cache") == "HIT"
-    assert meters["meters"]["avatar_requests"]["used"] == 10
+    assert total == 10

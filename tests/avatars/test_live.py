@@ -102,8 +102,14 @@ def test_fifty_concurrent_requests_never_pass_the_quota(tmp_path, settings, dire
         with ThreadPoolExecutor(max_workers=25) as pool:
             known = list(pool.map(lambda _: fetch("acme", "eileen-collins"), range(50)))
             new = list(pool.map(lambda n: fetch("beta", f"new-person-{n}"), range(25)))
-        time.sleep(1.5)  # each server process adds its counts to Redis twice a second
-        acme_meters, beta_meters = meters("acme"), meters("beta")
+        # Each server process adds its counts to Redis twice a second: wait for every count to arrive.
+        deadline = time.monotonic() + 15
+        while True:
+            acme_meters, beta_meters = meters("acme"), meters("beta")
+            counted = acme_meters["avatar_requests"]["used"] >= 30 and beta_meters["avatar_requests"]["used"] >= 10
+            if counted or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
 
     assert known.count(302) == 30 and known.count(402) == 20
     assert acme_meters["avatar_requests"]["used"] == 30
