@@ -169,6 +169,10 @@ def main() -> None:
         print(
             f"{name:40} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8} {cells[3]:>6} {cells[4]:>7} {cells[5]:>9}  {cells[6]}"
         )
+    print(
+        f"Against the old baseline the hit's ratio is {hit['rps'] / old['rps']:.2f} "
+        f"(CPU ratio {old['cpu_us'] / hit['cpu_us']:.2f})"
+    )
     print(f"The hit's headers (uvicorn adds Date and Server to every row): {', '.join(name for name, _ in headers)}")
     if hit["errors"]:
         print(f"  (!) {hit['errors']:.0f} non-2xx/3xx answers during the hit run")
