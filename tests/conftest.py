@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 
 from avtrz.avatars import fastpath
 from avtrz.celery import app as celery_app
@@ -29,6 +30,12 @@ LAUNCH_PLANS = [
 # parallel workers' output is not shown, their reports reach the controller.
 SUMMARIES: list[str] = []
 
+
+# No deadline on property tests: Hypothesis's 200 ms per example is a timing assertion, and with four
+# workers beside Chromium and server processes one slow example failed a correct test ("Unreliable test
+# timings"). Speed is measured in bench/, not here.
+hypothesis_settings.register_profile("avtrz", deadline=None)
+hypothesis_settings.load_profile("avtrz")
 
 def pytest_configure(config):
     (services.ROOT / "var").mkdir(exist_ok=True)
