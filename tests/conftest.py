@@ -37,6 +37,7 @@ SUMMARIES: list[str] = []
 hypothesis_settings.register_profile("avtrz", deadline=None)
 hypothesis_settings.load_profile("avtrz")
 
+
 def pytest_configure(config):
     (services.ROOT / "var").mkdir(exist_ok=True)
     # Tasks run in-process unless a test starts a real worker on purpose.

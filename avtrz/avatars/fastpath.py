@@ -88,7 +88,7 @@ class AvatarFastPath:
         await, or None, and the ASGI call decides (no replay, leases to refill, or refused). The
         request-id layer asks this first (`RequestIdApp(answer_now=...)`): an answer from here skips
         the layers below it and the send wrapper, which cost a hit as much as the answer itself."""
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
+        if not _is_avatar_request(scope):
             return None
         replay = _live_replay(_read(scope)[1])
         if replay is None:
@@ -99,7 +99,7 @@ class AvatarFastPath:
         return 302, _replayed(replay, admission), b""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
+        if not _is_avatar_request(scope):
             return await self.app(scope, receive, send)
         headers, identity = _read(scope)
         replay = _live_replay(identity)
@@ -128,6 +128,10 @@ class AvatarFastPath:
             static = tuple(header for header in [*encoded, *EXTRA_HEADERS] if header[0] != b"ratelimit")
             _replays[identity] = _Replay(generation, until, result.meter, result.key_id, static)
         await _send(send, result.status, encoded, result.body)
+
+
+def _is_avatar_request(scope) -> bool:
+    return scope["type"] == "http" and scope["path"] == PATH and scope["method"] in ("GET", "HEAD")
 
 
 def _read(scope) -> tuple[dict[bytes, bytes], tuple]:
