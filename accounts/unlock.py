@@ -84,6 +84,6 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
         "id": hashlib.sha256(token.encode()).hexdigest()[:32],
         "until": time.time() + settings.LOGIN_RATE_WINDOW_S,
     }
-    throttle.reset("login-pair", f"{email}|{throttle.client_ip(request)}", settings.LOGIN_RATE_WINDOW_S)
+    throttle.reset("login-pair", f"{email}|{throttle.client_ip(request)}")
     messages.success(request, "Sign-in is unlocked in this browser. Sign in with your password.")
     return redirect(reverse("accounts:login"))

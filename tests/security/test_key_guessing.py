@@ -126,6 +126,18 @@ def test_the_limit_lifts_when_the_window_ends(client, eileen, clock):
     assert avatar(client, random_key()).status_code == 401
 
 
+def test_guesses_straddling_the_turn_of_a_minute_are_one_window(client, eileen, clock):
+    """The window opens at the first guess: a clock minute turning over midway starts nothing new, so a
+    guesser who times a burst around it gets no more than the limit."""
+    clock.now += 59
+    for _ in range(LIMIT):
+        avatar(client, random_key())
+    clock.now += 2
+    assert avatar(client, random_key()).status_code == 429
+    clock.now += 58  # a full window after the first guess
+    assert avatar(client, random_key()).status_code == 401
+
+
 def test_without_redis_keys_are_still_checked_unthrottled(client, pk, eileen, monkeypatch):
     """The limit lives in the cache; losing it must not take the API down (avtrz.lib.throttle fails open)."""
 
