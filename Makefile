@@ -50,8 +50,11 @@ superuser: $(VENV)/.runtime
 # In parallel: 4 workers on 2 cores, since most tests wait on servers, browsers and sockets. Each worker has
 # its own database, Redis database and ports (tests/services.py); a test marked `serial` runs alone
 # (tests/conftest.py). Idle workers take queued tests from busy ones (worksteal): the long ones end evenly.
+# Python's bytecode cache stays on even where the environment switches it off (PYTHONDONTWRITEBYTECODE): each
+# worker, and each server a test starts, would otherwise compile every module again, and pytest would rewrite
+# the asserts of every test module again (a third of a worker's start).
 test: $(VENV)/.dev
-	$(BIN)/pytest -n 4 --dist worksteal
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n 4 --dist worksteal
 
 # The production shape on this machine (not a set-up command): needs DATABASE_URL (PostgreSQL), REDIS_URL,
 # SECRET_KEY, AVTRZ_KEY_DERIVATION_SECRET and OIDC_RSA_PRIVATE_KEY; see README "Deploy".

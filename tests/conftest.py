@@ -1,5 +1,6 @@
 import fcntl
 import importlib
+import itertools
 import os
 import uuid
 from contextlib import contextmanager
@@ -42,6 +43,47 @@ def pytest_configure(config):
     (services.ROOT / "var").mkdir(exist_ok=True)
     # Tasks run in-process unless a test starts a real worker on purpose.
     celery_app.conf.task_always_eager = True
+
+
+# Tests that take long mostly waiting (on browsers, servers, killed workers, timeouts): in the parallel suite
+# each worker starts its share of them early, so their waits overlap with the rest of the suite instead of
+# ending it. Browser tests are found by their marker; these by their node id.
+LONG_RUNNING = (
+    "tests/faults/",
+    "tests/conformance/",
+    "tests/production/test_tracing.py",
+    "tests/avatars/test_removal_live.py",
+    "tests/test_infrastructure.py::test_make_superuser",
+)
+# Before them, each worker but the first runs a few quick tests: a `serial` test, first on the first worker,
+# then waits only for those to end before it has the machine to itself.
+QUICK_LEAD = 3
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the parallel suite, lay the tests out for the way pytest-xdist's worksteal hands them out (worker k
+    gets the k-th contiguous share of the list, and idle workers later take from busy ones): the `serial`
+    tests first, then each share opens with its part of the long-running tests, the rest following in
+    collection order (a module's tests stay together, for its module-scoped fixtures)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    serial = [item for item in items if item.get_closest_marker("serial")]
+    long_running = [
+        item
+        for item in items
+        if item not in serial and (item.get_closest_marker("browser") or item.nodeid.startswith(LONG_RUNNING))
+    ]
+    placed = {*serial, *long_running}
+    rest = iter([item for item in items if item not in placed])
+    laid_out, left = [], len(items)
+    for worker in range(workers):
+        share = left // (workers - worker)
+        left -= share
+        chunk = serial if worker == 0 else list(itertools.islice(rest, QUICK_LEAD))
+        chunk = [*chunk, *long_running[worker::workers]]
+        laid_out += [*chunk, *itertools.islice(rest, max(0, share - len(chunk)))]
+    items[:] = [*laid_out, *rest]  # nothing is left in `rest` unless a share was smaller than its opening
 
 
 @pytest.hookimpl(optionalhook=True)
