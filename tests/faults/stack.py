@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from kombu import Connection
@@ -52,6 +54,8 @@ class Stack:
     env: dict[str, str]
     web_url: str
     queue: str
+    web: subprocess.Popen
+    _web_up: bool = False
 
     @contextmanager
     def worker(self, name: str, **env: str):
@@ -65,7 +69,14 @@ class Stack:
     def log(self, name: str) -> Path:
         return self.tmp_path / f"{name}.log"
 
+    def wait_for_web(self) -> None:
+        """The web server listens: it boots while the test starts its workers, and is waited for here, once."""
+        if not self._web_up:
+            services.wait_for_port(int(urlsplit(self.web_url).port or 0), self.web)
+            self._web_up = True
+
     def avatar(self, key: str, username: str) -> requests.Response:
+        self.wait_for_web()
         return requests.get(
             f"{self.web_url}/v1/avatar", params={"key": key, "username": username}, allow_redirects=False, timeout=30
         )
@@ -78,7 +89,10 @@ class Stack:
 
 @contextmanager
 def production_stack(tmp_path: Path, linkedin: FakeLinkedIn, *, broker: str, **env: str) -> Iterator[Stack]:
-    """`broker` is "rabbitmq" or "redis" (the private Redis, for deployments with only REDIS_URL)."""
+    """`broker` is "rabbitmq" or "redis" (the private Redis, for deployments with only REDIS_URL).
+
+    The web server is started, not waited for: the test's workers boot beside it (`Stack.avatar` waits for
+    it)."""
     amqp_url = require_rabbitmq() if broker == "rabbitmq" else None
     web_port = services.free_port()
     queue = f"test-{secrets.token_hex(4)}"
@@ -94,8 +108,8 @@ def production_stack(tmp_path: Path, linkedin: FakeLinkedIn, *, broker: str, **e
                 **env,
             )
             web_log = tmp_path / "web.log"
-            with services.running(services.uvicorn_cmd(web_port), env=stack_env, port=web_port, log=web_log):
-                yield Stack(tmp_path, stack_env, f"http://127.0.0.1:{web_port}", queue)
+            with services.running(services.uvicorn_cmd(web_port), env=stack_env, log=web_log) as web:
+                yield Stack(tmp_path, stack_env, f"http://127.0.0.1:{web_port}", queue, web)
     finally:
         if amqp_url:  # the queue (and any retry still waiting in it) must not outlive the test
             with Connection(amqp_url) as conn:
