@@ -9,9 +9,11 @@ until `stall()` and again after `flow()`.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -44,16 +46,17 @@ class Worker:
     keys: dict[str, str]
     token: str
     email: str
+    handle: str  # the test's own profile: nothing a previous test left in the server's caches answers for it
     billed: int = 0  # billable answers received: 302s and successful tool calls
 
     def avatar(self, key: str = "warm") -> requests.Response:
-        params = {"key": self.keys[key], "username": "eileen-collins"}
+        params = {"key": self.keys[key], "username": self.handle}
         response = requests.get(f"{self.base}/v1/avatar", params=params, allow_redirects=False, timeout=30)
         self.billed += response.status_code == 302
         return response
 
     def tool_call(self) -> requests.Response:
-        arguments = {"name": "get_profile_avatar", "arguments": {"username": "eileen-collins"}}
+        arguments = {"name": "get_profile_avatar", "arguments": {"username": self.handle}}
         response = call(self.base, self.token, "tools/call", arguments)
         self.billed += response.status_code == 200 and not _is_error(response)
         return response
@@ -89,36 +92,56 @@ def _wait_until(condition, timeout: float = 15.0):
     return found
 
 
+@dataclass
+class Server:
+    base: str
+    hole: BlackHole
+    media: Path
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
+    """One uvicorn worker in production's shape (Redis, level-1 cache, leased counters) for the module's
+    tests, its Redis behind a black hole that forwards for now. Started before a test takes the serial
+    turn (module fixtures come first), so its boot does not hold the other workers back."""
+    folder = tmp_path_factory.mktemp("redis-stall")
+    port = services.free_port()
+    base = f"http://127.0.0.1:{port}"
+    redis = urlsplit(services.redis_url())
+    with BlackHole(redis.hostname or "127.0.0.1", redis.port or 6379) as hole:
+        env = services.server_env(
+            PUBLIC_BASE_URL=base,
+            MEDIA_ROOT=str(folder / "media"),
+            REDIS_URL=f"redis://127.0.0.1:{hole.port}{redis.path or '/0'}",
+            REDIS_TIMEOUT_S=str(REDIS_TIMEOUT_S),
+            CELERY_TASK_ALWAYS_EAGER="true",
+        )
+        with services.running(services.uvicorn_cmd(port), env=env, port=port, log=folder / "server.log"):
+            yield Server(base, hole, folder / "media")
+
+
 @pytest.fixture
-def worker(tmp_path, settings, acme, alice, make_connection) -> Iterator[Worker]:  # noqa: F811
-    """One uvicorn worker in production's shape (Redis, level-1 cache, leased counters), its Redis
-    behind a black hole that forwards for now; warm: the key context and the card are cached."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    import_profile({"handle": "eileen-collins", "name": "Eileen Collins", "photo_file": "face.jpg"}, base_dir=IMAGES)
+def worker(server, settings, acme, alice, make_connection) -> Iterator[Worker]:  # noqa: F811
+    """The module's server, warm for this test's own workspace, keys and profile: the key context and
+    the card are cached. Redis flows again when the test ends."""
+    settings.MEDIA_ROOT = server.media
+    handle = f"eileen-collins-{secrets.token_hex(3)}"
+    import_profile({"handle": handle, "name": "Eileen Collins", "photo_file": "face.jpg"}, base_dir=IMAGES)
     Plan.objects.filter(code="free").update(requests_per_second=1000, burst=1000)
     keys = {
         "warm": workspace_services.create_api_key(actor=alice, workspace=acme, kind="publishable", name="Web"),
         "cold": workspace_services.create_api_key(actor=alice, workspace=acme, kind="publishable", name="Cold"),
         "secret": workspace_services.create_api_key(actor=alice, workspace=acme, kind="secret", name="Server"),
     }
-    port = services.free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings.PUBLIC_BASE_URL = base  # the access token's audience
+    settings.PUBLIC_BASE_URL = server.base  # the access token's audience
     _, token = make_connection(alice, acme)
     services.with_server_password(alice)
-    redis = urlsplit(services.redis_url())
-    with BlackHole(redis.hostname or "127.0.0.1", redis.port or 6379) as hole:
-        env = services.server_env(
-            PUBLIC_BASE_URL=base,
-            MEDIA_ROOT=str(tmp_path / "media"),
-            REDIS_URL=f"redis://127.0.0.1:{hole.port}{redis.path or '/0'}",
-            REDIS_TIMEOUT_S=str(REDIS_TIMEOUT_S),
-            CELERY_TASK_ALWAYS_EAGER="true",
-        )
-        with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"):
-            server = Worker(base, hole, keys, token, alice.email)
-            _wait_until(lambda: server.avatar().headers.get("X-Cache") == "HIT")  # the fast path answers
-            yield server
+    worker = Worker(server.base, server.hole, keys, token, alice.email, handle)
+    try:
+        _wait_until(lambda: worker.avatar().headers.get("X-Cache") == "HIT")  # the fast path answers
+        yield worker
+    finally:
+        server.hole.flow()
 
 
 def test_a_stalled_redis_keeps_avatars_and_sign_in_answering_in_bounded_time_and_recovers(worker):
