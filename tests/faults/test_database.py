@@ -98,8 +98,10 @@ def test_a_database_restart_is_answered_cleanly_and_recovered_from(tmp_path):
             "REDIS_URL": "",  # this test is about the database alone
             "DB_CONN_MAX_AGE": "0",
         }
-        _manage("migrate", "--no-input", env=env)
-        key = re.search(r"pk_live_\w+", _manage("load_demo", env=env))[0]
+        # The schema and the demo in one process: one Django start, not two.
+        prepare = "from django.core.management import call_command as run; run('migrate', interactive=False); "
+        prepare += "run('load_demo')"
+        key = re.search(r"pk_live_\w+", _manage("shell", "--no-imports", "-c", prepare, env=env))[0]
         with services.running(services.uvicorn_cmd(port), env=env, port=port, log=tmp_path / "server.log"):
             browser = requests.Session()
             login = form_fields(browser.get(f"{base}/accounts/login/", timeout=10).text)

@@ -84,7 +84,10 @@ def test_a_cache_hit_does_not_wait_for_a_hanging_source(tmp_path, linkedin, acme
     import_profile({"handle": "eileen-collins", "name": "Eileen Collins", "photo_file": "face.jpg"}, base_dir=IMAGES)
     Plan.objects.filter(code="free").update(requests_per_second=1000)
     pk = workspace_services.create_api_key(actor=alice, workspace=acme, kind="publishable", name="Web")
-    hang_s = 8.0
+    # A hit held behind the hanging source would take about hang_s; one that is not, milliseconds (the
+    # bound leaves a loaded machine room). The request that hangs is waited for at the end: hang_s is kept
+    # short for that.
+    hang_s, bound_s = 5.0, 2.0
     linkedin.answer("hanging", 200, b"<html></html>", delay=hang_s)
     port = services.free_port()
     env = services.server_env(
@@ -111,4 +114,4 @@ def test_a_cache_hit_does_not_wait_for_a_hanging_source(tmp_path, linkedin, acme
         stuck.join()
     assert warm.status_code == 302
     assert hit.status_code == 302 and hit.headers["X-Cache"] == "HIT"
-    assert elapsed < hang_s / 4, f"the hit waited {elapsed:.1f} s on the hanging source"
+    assert elapsed < bound_s, f"the hit waited {elapsed:.1f} s on the hanging source"
