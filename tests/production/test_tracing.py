@@ -2,8 +2,10 @@
 every log line of the work it caused carries it (the Celery task it queued included), and every line the
 web server, the worker and beat write is one JSON object, run as the Procfile runs them."""
 
+import contextlib
 import json
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +56,16 @@ def wait_until(condition, timeout: float, what: str):
     return result
 
 
+def stop_together(*processes: subprocess.Popen) -> None:
+    """SIGTERM to each, then wait for them all: the worker's and beat's shutdowns take seconds each, and
+    one after another they would add up. (`services.running` kills whichever is still running.)"""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
 def test_a_request_is_traced_through_the_web_and_the_task_it_queued(
     tmp_path,
     linkedin,  # noqa: F811
@@ -93,8 +105,8 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(
     avatar = f"{base}/v1/avatar?key={pk}&username=trace-me&size=64"
     answers = {}
     with (
-        services.running(worker, env=env, log=logs["worker"]),
-        services.running(beat, env=env, log=logs["beat"]),
+        services.running(worker, env=env, log=logs["worker"]) as worker_process,
+        services.running(beat, env=env, log=logs["beat"]) as beat_process,
         services.running(web, env=env, log=logs["web"]) as server,
     ):
         services.wait_for_port(port, server, timeout=90)  # two workers start on a busy machine
@@ -126,6 +138,7 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(
         answers["mcp-anon"] = requests.post(f"{base}/mcp", json={}, headers={"X-Request-ID": "mcp-anon"}, timeout=10)
         answers["django"] = requests.get(f"{base}/healthz", headers={"X-Request-ID": "django"}, timeout=10)
         made_up = requests.get(f"{base}/healthz", headers={"X-Request-ID": "x" * 200}, timeout=10)
+        stop_together(server, beat_process, worker_process)
 
     assert answers["enrich-1"].status_code == 200  # the monogram, while the worker enriches
     assert hit.status_code == 302 and hit.headers["X-Cache"] == "HIT", "no cache hit in 40 tries"
