@@ -9,6 +9,7 @@ the demo key, else the same avatar shipped as a static file."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -122,6 +123,18 @@ def _check(page, name: str, width: int, *, workspace: bool = False, signed_in: b
         page.screenshot(path=str(services.ARTIFACTS / f"phone-{name}.png"), full_page=True)
 
 
+def _widths(page, url: str, *, load_at: tuple[int, ...] = ()) -> Iterator[int]:
+    """Each of WIDTHS in turn with `url` on screen at that width: loaded at the first width (and again at
+    those in `load_at`, for pages whose scripts lay them out once, on load), the viewport resized between.
+    The page's CSS lays it out again at the new width as at a fresh load; the browser does not load and
+    parse the page, and the server does not render it, once per width."""
+    for index, width in enumerate(WIDTHS):
+        page.set_viewport_size({"width": width, "height": 800})
+        if index == 0 or width in load_at:
+            page.goto(url)
+        yield width
+
+
 def _connection(user, workspace) -> None:
     Application = get_application_model()
     application = Application.objects.create(
@@ -220,15 +233,17 @@ def test_every_page_fits_phones_and_desktops(alice, bob, acme, settings, tmp_pat
         cookies = [{"name": c.name, "value": c.value, "url": base} for c in services.sign_in(base, alice).cookies]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
-            for width in WIDTHS:
-                context = browser.new_context(viewport={"width": width, "height": 800})
-                page = context.new_page()
-                for name, path in [*PUBLIC_PAGES, ("password-reset-confirm", reset_path)]:
-                    page.goto(f"{base}{path}")
-                    _check(page, name, width)
-                context.add_cookies(cookies)
-                for name, path, workspace in signed_in_pages:
-                    page.goto(f"{base}{path}")
+            signed_out = browser.new_context(viewport={"width": WIDTHS[0], "height": 800}).new_page()
+            for name, path in [*PUBLIC_PAGES, ("password-reset-confirm", reset_path)]:
+                for width in _widths(signed_out, f"{base}{path}"):
+                    _check(signed_out, name, width)
+            context = browser.new_context(viewport={"width": WIDTHS[0], "height": 800})
+            context.add_cookies(cookies)
+            page = context.new_page()
+            for name, path, workspace in signed_in_pages:
+                # The workspace tabs are scrolled to the current one when the page loads: at each phone
+                # width a page of its own, as a phone would load it.
+                for width in _widths(page, f"{base}{path}", load_at=PHONES if workspace else ()):
                     _check(page, name, width, workspace=workspace, signed_in=True)
                     if name == "consent":
                         expect(page.get_by_role("button", name="Authorize")).to_be_visible()
@@ -236,19 +251,19 @@ def test_every_page_fits_phones_and_desktops(alice, bob, acme, settings, tmp_pat
                         expect(page.get_by_role("heading", name="This connection can't be completed")).to_be_visible()
                     elif name == "invitation":
                         expect(page.get_by_text("Globex Corporation International").first).to_be_visible()
-                if width in PHONES:
-                    # The links the phone header leaves out are in the account menu, which stays on screen.
-                    page.goto(f"{base}/w/acme/")
-                    page.locator(".account-menu > summary").click()
-                    menu = page.locator(".account-menu .menu-body")
-                    expect(menu.get_by_role("link", name="Dashboard")).to_be_visible()
-                    expect(menu.get_by_role("link", name="Workspaces")).to_be_visible()
-                    box = menu.bounding_box()
-                    assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
-                    _fits(page, "account menu", width)
-                    if width == SCREENSHOT_WIDTH:
-                        page.screenshot(path=str(services.ARTIFACTS / "phone-account-menu.png"))
-                context.close()
+            for width in PHONES:
+                # The links the phone header leaves out are in the account menu, which stays on screen.
+                page.set_viewport_size({"width": width, "height": 800})
+                page.goto(f"{base}/w/acme/")
+                page.locator(".account-menu > summary").click()
+                menu = page.locator(".account-menu .menu-body")
+                expect(menu.get_by_role("link", name="Dashboard")).to_be_visible()
+                expect(menu.get_by_role("link", name="Workspaces")).to_be_visible()
+                box = menu.bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+                _fits(page, "account menu", width)
+                if width == SCREENSHOT_WIDTH:
+                    page.screenshot(path=str(services.ARTIFACTS / "phone-account-menu.png"))
             browser.close()
     assert (services.ARTIFACTS / "phone-consent.png").stat().st_size > 10_000
 
