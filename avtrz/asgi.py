@@ -46,13 +46,14 @@ async def route(scope, receive, send):
 
 
 fast_path = AvatarFastPath(route)
-# The client's address and scheme from X-Forwarded-For/-Proto, only when the peer is one of our proxies;
-# first, so that uvicorn's access line shows the client's address for the fast path's answers too. Then
-# the request id, and the fast path's replays straight from memory (each layer below would cost a hit
-# about as much as its bucket admission); anything else goes down the layers.
-application = ProxyHeadersMiddleware(
-    RequestIdApp(fast_path, answer_now=fast_path.answer_now), trusted_hosts=settings.TRUSTED_PROXY_IPS
-)
+# The request id first, and the fast path's replays straight from memory (each layer below would cost a
+# hit about as much as its bucket admission); anything else goes down the layers.
+application: RequestIdApp | ProxyHeadersMiddleware = RequestIdApp(fast_path, answer_now=fast_path.answer_now)
+if settings.TRUSTED_PROXY_IPS:
+    # The client's address and scheme from X-Forwarded-For/-Proto, only when the peer is one of our proxies;
+    # outermost, so that uvicorn's access line shows the client's address for the fast path's answers too.
+    # With no proxy configured it would believe no one and change nothing, at a cost on every request.
+    application = ProxyHeadersMiddleware(application, trusted_hosts=settings.TRUSTED_PROXY_IPS)
 
 
 async def _lifespan(receive, send):

@@ -1,6 +1,7 @@
-"""The live counters behind `usage.admit`: rate buckets, request quota and last-used times.
+"""The live counters behind `usage.admit`: rate buckets, request quota, last-used times and the daily
+chart's tally.
 
-Two implementations with one contract (`admit`, `not_stored`, `drain`, `take_drained`, `note_stored`):
+Two implementations with one contract (`admit`, `tally`, `not_stored`, `drain`, `take_drained`, `note_stored`):
 
 * `LocalCounters`, for the embedded single-process default: exact in this process.
 * `LeasedCounters`, for Redis: every process leases blocks of tokens from the shared counters with one
@@ -21,7 +22,8 @@ same transactions tell, once Redis answers again, whether it had applied such a 
 that is undone (`_Batch`). A take whose answer was lost is recovered by the next the same way.
 
 No Redis I/O happens under the lock: a request claims the tokens in hand, asks Redis outside the
-lock for what it lacks, then applies the answer under the lock again.
+lock for what it lacks, then applies the answer under the lock again. The daily chart's tally is kept
+under the same lock, so an admitted request is counted and tallied in one go (`admit(tally=...)`).
 """
 
 from __future__ import annotations
@@ -137,12 +139,18 @@ class Activity:
     keys: dict[int, float] = field(default_factory=dict)  # key id -> last used (epoch seconds)
     # Period id -> requests counted that no shared counter holds: the caller adds them to the database.
     unsent: Counter[int] = field(default_factory=Counter)
+    # (workspace id, UTC day number, DailyUsage field) -> answers tallied for the daily chart.
+    tally: Counter[tuple[int, int, str]] = field(default_factory=Counter)
 
     def merge(self, other: Activity) -> None:
         self.periods |= other.periods
         for key_id, used_at in other.keys.items():
             self.keys[key_id] = max(used_at, self.keys.get(key_id, 0.0))
         self.unsent.update(other.unsent)
+        self.tally.update(other.tally)
+
+    def add_tally(self, workspace_id: int, counter: str, now: float) -> None:
+        self.tally[(workspace_id, int(now // 86400), counter)] += 1
 
 
 def _key(name: str, *parts: object) -> str:
@@ -182,8 +190,8 @@ class LocalCounters:
 
     redis_away = False
 
-    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission:
-        """Never needs I/O, so `local_only` changes nothing here."""
+    def admit(self, meter, key_id: int | None, local_only: bool = False, tally: str | None = None) -> Admission:
+        """Never needs I/O, so `local_only` changes nothing here. `tally`: as `LeasedCounters.admit`."""
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(meter.workspace_id)
@@ -200,7 +208,15 @@ class LocalCounters:
             self._activity.unsent[meter.period_id] += 1
             if key_id:
                 self._activity.keys[key_id] = now
+            if tally:
+                self._activity.add_tally(meter.workspace_id, tally, now)
             return _admitted(int(bucket.tokens))
+
+    def tally(self, workspace_id: int, counter: str) -> None:
+        """Tally one answer for the daily chart (a DailyUsage field name); `drain` hands it over."""
+        now = self._clock()
+        with self._lock:
+            self._activity.add_tally(workspace_id, counter, now)
 
     def not_stored(self, meter) -> int:
         """Requests of the meter's period counted but not drained yet."""
@@ -293,16 +309,19 @@ class LeasedCounters:
         self._retry_at = self._clock() + REDIS_RETRY_S
         self._outage.failed(exc)
 
-    def admit(self, meter, key_id: int | None, local_only: bool = False) -> Admission | None:
-        """`local_only`: decide without I/O, or return None when that needs Redis."""
+    def admit(self, meter, key_id: int | None, local_only: bool = False, tally: str | None = None) -> Admission | None:
+        """`local_only`: decide without I/O, or return None when that needs Redis. `tally`: the daily
+        chart's counter (a DailyUsage field name) to add the request to if admitted, in the same lock."""
         now = self._clock()
         with self._lock:
             if now < self._retry_at:
-                return self._local.admit(meter, key_id)
+                return self._local.admit(meter, key_id, tally=tally)
+            rate = _rate(meter)
             bucket = self._buckets.get(meter.workspace_id)
             if bucket is None:
-                bucket = self._buckets[meter.workspace_id] = _BucketLease(_rate(meter), meter.rate_burst)
-            bucket.rate, bucket.burst = _rate(meter), meter.rate_burst  # a plan change applies at once
+                bucket = self._buckets[meter.workspace_id] = _BucketLease(rate, meter.rate_burst)
+            else:
+                bucket.rate, bucket.burst = rate, meter.rate_burst  # a plan change applies at once
             if bucket.tokens <= 0 and now < bucket.empty_until:
                 return _rate_limited(bucket.empty_until - now)
             lease = self._leases.get(meter.period_id)
@@ -314,7 +333,7 @@ class LeasedCounters:
             if bucket.tokens > 0 and lease.tokens > 0:
                 bucket.tokens -= 1
                 lease.tokens -= 1
-                return self._count(meter, key_id, bucket, lease, now)
+                return self._count(meter, key_id, tally, bucket, lease, now)
             if local_only:
                 return None
             # Claim the tokens in hand for this request, then ask Redis for the rest outside the lock.
@@ -339,7 +358,7 @@ class LeasedCounters:
                 # The request is decided in memory instead: the tokens it claimed stay in the leases.
                 bucket.tokens += not take_rate
                 lease.tokens += not take_quota
-                return self._local.admit(meter, key_id)
+                return self._local.admit(meter, key_id, tally=tally)
         with self._lock:
             self._outage.recovered()
             bucket, lease = self._current(meter, bucket, lease)
@@ -355,18 +374,28 @@ class LeasedCounters:
                 lease.spent_until, lease.spent_limit = now + LEASE_IDLE_S, meter.requests_limit
                 return _quota_exceeded(bucket.remaining)
             lease.tokens += quota_grant - take_quota
-            return self._count(meter, key_id, bucket, lease, now)
+            return self._count(meter, key_id, tally, bucket, lease, now)
 
     def _current(self, meter, bucket: _BucketLease, lease: _Lease) -> tuple[_BucketLease, _Lease]:
         """The leases now in place: a drain may have dropped idle ones while Redis was being asked."""
         return self._buckets.setdefault(meter.workspace_id, bucket), self._leases.setdefault(meter.period_id, lease)
 
-    def _count(self, meter, key_id: int | None, bucket: _BucketLease, lease: _Lease, now: float) -> Admission:
+    def _count(
+        self, meter, key_id: int | None, tally: str | None, bucket: _BucketLease, lease: _Lease, now: float
+    ) -> Admission:
         lease.delta += 1
         self._activity.periods.add(meter.period_id)
         if key_id:
             self._activity.keys[key_id] = now
+        if tally:
+            self._activity.add_tally(meter.workspace_id, tally, now)
         return _admitted(bucket.remaining)
+
+    def tally(self, workspace_id: int, counter: str) -> None:
+        """Tally one answer for the daily chart (a DailyUsage field name); `drain` hands it over."""
+        now = self._clock()
+        with self._lock:
+            self._activity.add_tally(workspace_id, counter, now)
 
     def not_stored(self, meter) -> int:
         """Requests of the meter's period counted but not in the database yet: what every process

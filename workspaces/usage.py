@@ -131,13 +131,17 @@ def uncount_new_profile(period_id: int, handle: str) -> None:
         UsagePeriod.objects.filter(pk=period_id).update(avatar_new_profiles=F("avatar_new_profiles") - 1)
 
 
-def admit(meter: Meter, *, key_id: int | None = None, local_only: bool = False) -> Admission | None:
+def admit(
+    meter: Meter, *, key_id: int | None = None, local_only: bool = False, tally: str | None = None
+) -> Admission | None:
     """Count one billable request against the rate limit and the request quota, or refuse it.
 
     `local_only` (the ASGI fast path, on the event loop): decide without any I/O, or return None
-    when the decision needs Redis, so the caller hands the request to a thread."""
-    _ensure_flusher()
-    return counters().admit(meter, key_id, local_only)
+    when the decision needs Redis, so the caller hands the request to a thread. `tally`: what `record`
+    would tally for the answer, counted with the admission if it is admitted (one lock, not two)."""
+    if _flusher is None:  # the hit path: a global read, not a call, once it runs
+        _ensure_flusher()
+    return (_counters or counters()).admit(meter, key_id, local_only, tally)
 
 
 def requests_used(meter: Meter) -> int:
@@ -160,23 +164,22 @@ def counters() -> LocalCounters | LeasedCounters:
     return _counters
 
 
-_tally: Counter[tuple[int, int, str]] = Counter()  # (workspace id, UTC day number, counter) -> count
-_tally_lock = threading.Lock()
+# (workspace id, UTC day number, counter) -> count drained from the counters and not written yet; only
+# `flush_now` touches it, under `_flush_lock`.
+_tally: Counter[tuple[int, int, str]] = Counter()
 
 
 def record(workspace_id: int, counter: str) -> None:
-    """Tally one answer for the daily chart (a DailyUsage field name); written by `flush_now`."""
-    with _tally_lock:
-        _tally[(workspace_id, int(time.time() // 86400), counter)] += 1
+    """Tally one answer for the daily chart (a DailyUsage field name); written by `flush_now`. The
+    counters keep the tally until then, beside the admissions (`admit(tally=...)`)."""
+    (_counters or counters()).tally(workspace_id, counter)
 
 
 def _write_tally() -> set[int]:
     """Add the tally to the daily rows; counts leave the tally only once their row is written, so
     a failed write keeps them for the next pass."""
-    with _tally_lock:
-        tally = dict(_tally)
     rows: dict[tuple[int, int], dict[str, int]] = {}
-    for (workspace_id, day_number, counter), count in tally.items():
+    for (workspace_id, day_number, counter), count in _tally.items():
         rows.setdefault((workspace_id, day_number), {})[counter] = count
     for (workspace_id, day_number), counts in rows.items():
         day = date.fromordinal(EPOCH_ORDINAL + day_number)
@@ -188,11 +191,8 @@ def _write_tally() -> set[int]:
                 )
         except IntegrityError:  # the workspace was deleted: nowhere to write them, ever
             log.warning("daily usage of deleted workspace %s dropped", workspace_id)
-        with _tally_lock:
-            _tally.subtract({(workspace_id, day_number, counter): count for counter, count in counts.items()})
-            for counter in counts:
-                if _tally[(workspace_id, day_number, counter)] <= 0:
-                    del _tally[(workspace_id, day_number, counter)]
+        for counter in counts:
+            del _tally[(workspace_id, day_number, counter)]
     return {workspace_id for workspace_id, _day in rows}
 
 
@@ -211,6 +211,7 @@ def flush_now(*, force: bool = False) -> None:
     TOUCH_INTERVAL_S; `force` writes everything now."""
     with _flush_lock:
         activity = counters().drain()
+        _tally.update(activity.tally)
         _unstored.update(activity.unsent)
         _dirty.update(activity.periods, _unstored)
         changed = _write_tally()

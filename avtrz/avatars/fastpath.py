@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 
 from avtrz.avatars import api
-from avtrz.avatars.services import record_answer
+from avtrz.avatars.services import answer_tally
 from avtrz.lib import hotcache
 from workspaces import usage
 
@@ -40,6 +40,8 @@ EXTRA_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-cache", b"HIT")]
 HEADERS = frozenset({b"x-api-key", b"accept", b"origin", b"referer", b"if-none-match"})
 REPLAY_FOR_S = 60.0
 REPLAY_MAX = 50_000
+# What a replay (a photo redirect over the API) is tallied as for the daily chart, with its admission.
+REPLAY_TALLY = answer_tally(channel="api", with_photo=True)
 
 
 @dataclass(slots=True)
@@ -93,10 +95,10 @@ class AvatarFastPath:
         replay = _live_replay(_read(scope)[1])
         if replay is None:
             return None
-        admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
+        admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True, tally=REPLAY_TALLY)
         if admission is None or not admission.allowed:
             return None
-        return 302, _replayed(replay, admission), b""
+        return 302, _replay_headers(replay, admission), b""
 
     async def __call__(self, scope, receive, send) -> None:
         if not _is_avatar_request(scope):
@@ -104,11 +106,12 @@ class AvatarFastPath:
         headers, identity = _read(scope)
         replay = _live_replay(identity)
         if replay is not None:
-            admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True)
+            admission = usage.admit(replay.meter, key_id=replay.key_id, local_only=True, tally=REPLAY_TALLY)
             if admission is None:
                 admission = await _refill_and_admit(replay.meter, replay.key_id)
             if admission.allowed:
-                await send({"type": "http.response.start", "status": 302, "headers": _replayed(replay, admission)})
+                sent = _replay_headers(replay, admission)
+                await send({"type": "http.response.start", "status": 302, "headers": sent})
                 return await send({"type": "http.response.body", "body": b""})
             # Refused (rate or quota): the rules below say so in the documented shape.
         try:
@@ -159,9 +162,8 @@ def _live_replay(identity: tuple) -> _Replay | None:
     return None
 
 
-def _replayed(replay: _Replay, admission: usage.Admission) -> list[tuple[bytes, bytes]]:
-    """Tally an admitted replay; its headers."""
-    record_answer(replay.meter, channel="api", with_photo=True)
+def _replay_headers(replay: _Replay, admission: usage.Admission) -> list[tuple[bytes, bytes]]:
+    """The headers of an admitted (and so tallied) replay: a new list, which the request-id layer extends."""
     return [*replay.headers, *_rate_limit(admission.remaining, admission.retry_after)]
 
 
@@ -169,14 +171,15 @@ _refills: dict[tuple[int, int], asyncio.Future] = {}  # (workspace, period) -> t
 
 
 async def _refill_and_admit(meter: usage.Meter, key_id: int | None) -> usage.Admission:
-    """`usage.admit` once the leases memory holds are spent: a worker thread asks Redis to refill them (a
-    whole Django request for it would cost a hundred replays) and the event loop goes on. One refill per
-    meter at a time: the requests that find the leases empty meanwhile wait for it, then take from them."""
+    """A replay's `usage.admit` once the leases memory holds are spent: a worker thread asks Redis to refill
+    them (a whole Django request for it would cost a hundred replays) and the event loop goes on. One refill
+    per meter at a time: the requests that find the leases empty meanwhile wait for it, then take from them."""
     key = (meter.workspace_id, meter.period_id)
-    while (admission := usage.admit(meter, key_id=key_id, local_only=True)) is None:
+    while (admission := usage.admit(meter, key_id=key_id, local_only=True, tally=REPLAY_TALLY)) is None:
         refill = _refills.get(key)
         if refill is None or refill.done():
-            refill = _refills[key] = asyncio.ensure_future(asyncio.to_thread(usage.admit, meter, key_id=key_id))
+            admit = asyncio.to_thread(usage.admit, meter, key_id=key_id, tally=REPLAY_TALLY)
+            refill = _refills[key] = asyncio.ensure_future(admit)
             refill.add_done_callback(lambda done: _refills.pop(key) if _refills.get(key) is done else None)
             return await asyncio.shield(refill)  # decides this request; not cancelled with it (others wait)
         await asyncio.shield(refill)

@@ -152,7 +152,12 @@ def count_lookup(meter: usage.Meter, handle: str, *, key_id: int | None = None, 
 
 def record_answer(meter: usage.Meter, *, channel: str, with_photo: bool) -> None:
     """Tally an admitted lookup for the daily chart: `channel` is "api" or "mcp"."""
-    usage.record(meter.workspace_id, f"{channel}_{'hits' if with_photo else 'misses'}")
+    usage.record(meter.workspace_id, answer_tally(channel=channel, with_photo=with_photo))
+
+
+def answer_tally(*, channel: str, with_photo: bool) -> str:
+    """The daily chart's counter (a DailyUsage field) an admitted lookup is tallied under."""
+    return f"{channel}_{'hits' if with_photo else 'misses'}"
 
 
 def _quota_refusal(meter: usage.Meter, what: str, limit: int) -> Refusal:

@@ -213,9 +213,7 @@ class HotCache:
         return self.level1.get(key, now) if self.trusted(now) else MISSING
 
     def generation(self) -> int | None:
-        if self.redis is not None and not self.trusted():
-            return None
-        return self.level1.generation
+        return self.level1.generation if self.redis is None or self.trusted() else None
 
     def get(self, key: str, local_only: bool = False) -> Any:
         if self.pending and key in self.pending:
@@ -439,8 +437,9 @@ def reset() -> None:
 
 def generation() -> int | None:
     """A number that changes whenever any cached value may have changed anywhere, or None when this
-    process cannot know that (Redis is configured but the invalidation channel is not heard)."""
-    return instance().generation()
+    process cannot know that (Redis is configured but the invalidation channel is not heard). Read on
+    every replayed hit: the instance without a call once it exists."""
+    return (_instance or instance()).generation()
 
 
 def get(key: str, local_only: bool = False) -> Any:

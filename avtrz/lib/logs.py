@@ -219,7 +219,8 @@ class RequestIdApp:
     so the value cannot leak into another request. `scope["request_id"]` tells Django's middleware.
 
     `answer_now(scope)` (the avatar fast path's replays) may answer a request outright from memory,
-    with no await: (status, headers, body), sent here with the id and no send wrapper, or None."""
+    with no await: (status, headers, body), sent here with the id added to `headers` (a list made
+    for this response) and no send wrapper, or None."""
 
     # Any ASGI app: uvicorn's middleware types its scope as TypedDicts, Starlette's as a plain mapping.
     def __init__(
@@ -243,6 +244,21 @@ class RequestIdApp:
         rid = adopt_request_id(given.decode("latin-1"))
         scope["request_id"] = rid
         header = (b"x-request-id", rid.encode())
+        try:
+            answer = None if self.answer_now is None else self.answer_now(scope)
+        except Exception:
+            await _server_error(send, header)
+            raise
+        if answer is None:
+            return await self._app_with_request_id(scope, receive, send, header)
+        status, headers, body = answer
+        headers.append(header)
+        # Started: whatever fails from here (the client gone) is past the point of a 500.
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _app_with_request_id(self, scope: Any, receive: Any, send: Any, header: tuple[bytes, bytes]) -> None:
+        """The layers below answer; the id goes on their response."""
         started = False
 
         async def send_with_request_id(message: Message) -> None:
@@ -253,18 +269,17 @@ class RequestIdApp:
             await send(message)
 
         try:
-            answer = None if self.answer_now is None else self.answer_now(scope)
-            if answer is None:
-                return await self.app(scope, receive, send_with_request_id)
-            status, headers, body = answer
-            started = True
-            await send({"type": "http.response.start", "status": status, "headers": [*headers, header]})
-            await send({"type": "http.response.body", "body": body})
+            await self.app(scope, receive, send_with_request_id)
         except Exception:
-            if not started:  # uvicorn's own 500 would leave out the id its traceback line is logged under
-                await send({"type": "http.response.start", "status": 500, "headers": [*SERVER_ERROR_HEADERS, header]})
-                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            if not started:
+                await _server_error(send, header)
             raise
+
+
+async def _server_error(send: Any, header: tuple[bytes, bytes]) -> None:
+    """A 500 with the request id: uvicorn's own would leave out the id its traceback line is logged under."""
+    await send({"type": "http.response.start", "status": 500, "headers": [*SERVER_ERROR_HEADERS, header]})
+    await send({"type": "http.response.body", "body": b"Internal Server Error"})
 
 
 class RequestIdMiddleware:

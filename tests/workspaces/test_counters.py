@@ -15,7 +15,7 @@ from django.db import OperationalError, connection
 from tests import services
 from workspaces import counters, usage
 from workspaces.counters import LeasedCounters, LocalCounters
-from workspaces.models import DailyUsage, UsagePeriod, Workspace
+from workspaces.models import DailyUsage, Plan, UsagePeriod, Workspace
 from workspaces.services import roll_usage_periods
 
 
@@ -355,6 +355,40 @@ def test_a_failed_tally_write_keeps_the_chart_counts(acme):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_the_chart_and_the_meter_count_every_request_once_under_threads(acme, kind, request):
+    """Replays tally with their admission (`admit(tally=...)`), the Django view tallies on its own (`record`),
+    from several threads at once while the flusher drains: each reaches the chart and the meter exactly once."""
+    usage._counters = LocalCounters() if kind == "memory" else LeasedCounters(request.getfixturevalue("redis_client"))
+    Plan.objects.filter(pk=acme.plan_id).update(requests_per_second=10**6, burst=10**6, monthly_requests=10**6)
+    acme.refresh_from_db()
+    meter = usage.meter_for(acme)
+    threads, per_thread = 4, 300
+    admitted: list[int] = []
+
+    def serve() -> None:
+        allowed = 0
+        for _ in range(per_thread):
+            allowed += usage.admit(meter, key_id=None, tally="api_hits").allowed
+            usage.record(acme.pk, "api_misses")
+        admitted.append(allowed)
+
+    workers = [threading.Thread(target=serve) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    while any(worker.is_alive() for worker in workers):
+        usage.flush_now()  # drains meanwhile, as the flusher thread does
+    for worker in workers:
+        worker.join()
+    usage.flush_now(force=True)
+    days = DailyUsage.objects.filter(workspace=acme)
+    assert sum(admitted) == threads * per_thread  # nothing refused: every admission was tallied
+    assert sum(day.api_hits for day in days) == threads * per_thread
+    assert sum(day.api_misses for day in days) == threads * per_thread
+    assert UsagePeriod.objects.get(pk=meter.period_id).avatar_requests == threads * per_thread
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_failed_count_write_keeps_the_counts(acme):
     period = usage.current_period(acme)
     for _ in range(4):
@@ -380,9 +414,10 @@ def test_counts_made_while_redis_is_away_go_to_the_database(acme, leased, redis_
     period = usage.current_period(acme)
     with redis_away(redis_client):
         for _ in range(3):
-            assert usage.admit(usage.meter_for_period(period)).allowed
+            assert usage.admit(usage.meter_for_period(period), tally="api_hits").allowed
         usage.flush_now()  # no force: while Redis is away every pass writes
         assert UsagePeriod.objects.get(pk=period.pk).avatar_requests == 3
+    assert DailyUsage.objects.get(workspace=acme).api_hits == 3  # and the chart tallied them
 
 
 @pytest.mark.django_db(transaction=True)
