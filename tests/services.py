@@ -135,6 +135,29 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
 
 
+def listening(process: subprocess.Popen, port: int, timeout: float = 60.0) -> bool:
+    """Wait until `process` itself listens on 127.0.0.1:`port` (True), or has exited (False). Unlike
+    `wait_for_port`, a server of another test run that took the port while this one was starting (each
+    run picks from the same slices) is not taken for it: the listening socket must be one of `process`'s
+    (Linux: /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        listeners = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listeners.add(f"socket:[{fields[9]}]")
+        try:
+            if listeners and any(os.readlink(fd) in listeners for fd in Path(f"/proc/{process.pid}/fd").iterdir()):
+                return True
+        except OSError:  # a descriptor closed while it was read, or the process just ended
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"process {process.pid} did not listen on port {port} within {timeout} s")
+
+
 @contextmanager
 def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log: Path) -> Iterator[subprocess.Popen]:
     """Run a server process for the duration of the block, its output kept in `log`."""

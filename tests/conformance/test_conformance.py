@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +30,8 @@ from tests.services import sign_in
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+BATCH = Path(__file__).resolve().parent / "batch.mjs"
 
 # The server scenarios that apply to a real server. The others exercise the suite's own fixture
 # tools, prompts and resources (tools-call-*, prompts-*, resources-*, input-required-result-*,
@@ -97,12 +100,29 @@ def versions_of(suite: list[str]) -> dict[str, list[str]]:
     return {name: [version for version in found[name].split(",") if version[:1].isdigit()] for name in found}
 
 
-def run(suite: list[str], args: list[str], output: Path) -> list[dict]:
-    output.mkdir(parents=True)
+def run(suite: list[str], runs: dict[str, list[str]], output: Path) -> dict[str, list[dict]]:
+    """The checks of each labelled run of the suite's CLI (`node index.js <args>`), each run writing to a
+    folder of its own under `output`. All run in one Node process, one after the other (batch.mjs): a
+    Node start and a load of the suite cost more CPU than a short scenario run."""
+    marker = f"=== conformance run {uuid.uuid4().hex} ==="
+    folders = {label: output / label.replace("@", "-") for label in runs}
+    arguments = []
+    for label, args in runs.items():
+        folders[label].mkdir(parents=True)
+        arguments.append(json.dumps([*args, "-o", str(folders[label])]))
+    executable, index = suite
     result = subprocess.run(
-        [*suite, *args, "-o", str(output)], env=node.environment(), capture_output=True, text=True, timeout=300
+        [executable, str(BATCH), index, marker, *arguments],
+        env=node.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=240 + 60 * len(runs),
     )
-    return collect(output, result.stdout + result.stderr)
+    logs = result.stdout.split(f"{marker}\n")[1:]  # each run's output, in order
+    if len(logs) < len(runs):  # the process ended early: what it printed last is what there is to see
+        logs += [f"{result.stdout}\n(exit {result.returncode})"] * (len(runs) - len(logs))
+    return {label: collect(folders[label], log) for label, log in zip(runs, logs, strict=True)}
 
 
 def collect(output: Path, log: str) -> list[dict]:
@@ -138,18 +158,18 @@ def summary(label: str, counts: Counter) -> str:
     return f"{label}: {counts[PASSED]}/{total} checks passed" + (f" ({others})" if others else "")
 
 
-def test_server_scenarios_pass_against_mcp(suite, serve, alice, acme, tmp_path, request):
+def test_server_scenarios_pass_against_mcp(suite, live, alice, acme, tmp_path, request):
     versions = versions_of(suite)
     assert set(SERVER_SCENARIOS) <= set(versions), f"scenarios missing from the suite: {versions}"
-    results: dict[str, list[dict]] = {}
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        with bearer_proxy(urlsplit(base).port, token) as port:
-            url = f"http://127.0.0.1:{port}/mcp"
-            for scenario in SERVER_SCENARIOS:
-                for version in versions[scenario]:
-                    args = ["server", "--url", url, "--scenario", scenario, "--spec-version", version]
-                    results[f"{scenario}@{version}"] = run(suite, args, tmp_path / f"{scenario}-{version}")
+    token = access_token(live, sign_in(live, alice))
+    with bearer_proxy(urlsplit(live).port, token) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        runs = {
+            f"{scenario}@{version}": ["server", "--url", url, "--scenario", scenario, "--spec-version", version]
+            for scenario in SERVER_SCENARIOS
+            for version in versions[scenario]
+        }
+        results = run(suite, runs, tmp_path)
 
     failures = []
     overall = Counter()
@@ -163,63 +183,62 @@ def test_server_scenarios_pass_against_mcp(suite, serve, alice, acme, tmp_path, 
     assert overall[PASSED] > 0
 
 
-def test_authorization_scenarios_pass_against_the_issuer(suite, serve, alice, acme, tmp_path, request):
+def test_authorization_scenarios_pass_against_the_issuer(suite, live, alice, acme, tmp_path, request):
     callback_port = services.free_port()
     redirect_uri = f"http://127.0.0.1:{callback_port}/callback"
     output = tmp_path / "authorization"
     output.mkdir()
-    with serve() as base:
-        browser = sign_in(base, alice)
-        registered = requests.post(
-            f"{base}/o/register/",
-            json={
-                "client_name": "MCP conformance suite",
-                "redirect_uris": [redirect_uri],
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"],
-                "token_endpoint_auth_method": "none",
-            },
-            timeout=10,
-        )
-        assert registered.status_code == 201, registered.text
-        command = [
-            *suite,
-            "authorization",
-            "--url",
-            base,
-            "--client-id",
-            registered.json()["client_id"],
-            "--resource",
-            f"{base}/mcp",
-            "--port",
-            str(callback_port),
-            "-o",
-            str(output),
-        ]
-        # Both scenarios in one run: the code grant reads the endpoints the metadata scenario found.
-        # The suite prints the authorization URL and waits for the browser to come back to its
-        # callback server; the signed-in user approves on the consent screen.
-        process = subprocess.Popen(
-            command, env=node.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        log: list[str] = []
-        try:
-            for line in process.stdout:
-                log.append(line)
-                if line.startswith(f"{base}/o/authorize"):
-                    page = browser.get(line.strip(), allow_redirects=False, timeout=10)
-                    assert page.status_code == 200, page.text[:2000]
-                    decision = browser.post(
-                        line.strip(), data=consent_decision(page.text), allow_redirects=False, timeout=10
-                    )
-                    assert decision.status_code == 302, decision.text[:2000]
-                    assert decision.headers["Location"].startswith(redirect_uri)
-                    requests.get(decision.headers["Location"], timeout=10)
-            process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    browser = sign_in(live, alice)
+    registered = requests.post(
+        f"{live}/o/register/",
+        json={
+            "client_name": "MCP conformance suite",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        },
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    command = [
+        *suite,
+        "authorization",
+        "--url",
+        live,
+        "--client-id",
+        registered.json()["client_id"],
+        "--resource",
+        f"{live}/mcp",
+        "--port",
+        str(callback_port),
+        "-o",
+        str(output),
+    ]
+    # Both scenarios in one run: the code grant reads the endpoints the metadata scenario found.
+    # The suite prints the authorization URL and waits for the browser to come back to its
+    # callback server; the signed-in user approves on the consent screen.
+    process = subprocess.Popen(
+        command, env=node.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    log: list[str] = []
+    try:
+        for line in process.stdout:
+            log.append(line)
+            if line.startswith(f"{live}/o/authorize"):
+                page = browser.get(line.strip(), allow_redirects=False, timeout=10)
+                assert page.status_code == 200, page.text[:2000]
+                decision = browser.post(
+                    line.strip(), data=consent_decision(page.text), allow_redirects=False, timeout=10
+                )
+                assert decision.status_code == 302, decision.text[:2000]
+                assert decision.headers["Location"].startswith(redirect_uri)
+                requests.get(decision.headers["Location"], timeout=10)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
     checks = collect(output, "".join(log))
     counts, unexpected = verdict(checks)

@@ -1,12 +1,15 @@
-"""A live Avtrz server per test, a signed-in user, and the MCP SDK's own client connecting to it
-through the whole OAuth dance (discovery, registration, PKCE, consent)."""
+"""A live Avtrz server (one per module where the tests need nothing but the default settings, else one
+per test), a signed-in user, and the MCP SDK's own client connecting to it through the whole OAuth dance
+(discovery, registration, PKCE, consent)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
@@ -18,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from avtrz.avatars.directory import import_profile
+from avtrz.avatars.models import Profile
 from tests import services
 from tests.avatars.conftest import IMAGES
 from tests.oauth.oauthutil import consent_decision, query
@@ -66,6 +70,64 @@ def serve(tmp_path, settings):
             yield f"http://127.0.0.1:{port}"
 
     return _serve
+
+
+@dataclass(frozen=True)
+class SharedServer:
+    base: str
+    media_root: Path
+    counter_prefix: str
+
+
+@pytest.fixture(scope="module")
+def shared_server(django_db_setup, tmp_path_factory) -> Iterator[SharedServer]:
+    """One server for the module's tests that need nothing but the default settings on the test database
+    (`live` puts a test on it): a server's start costs seconds of CPU, mostly imports.
+
+    It outlives each test's database (flushed after each, so ids are never reused) with its caches: what
+    it keeps is keyed by ids, by random tokens and keys, or by a profile's handle, which `profile` makes
+    fresh for each test (without Redis the whole cache is in the server's memory, where this process's
+    invalidations never reach)."""
+    from django.conf import settings
+
+    folder = tmp_path_factory.mktemp("server")
+    # A server of another run may take the port while this one starts: every test of the module would
+    # then talk to it. This one must be the listener, on the next port if it lost this one.
+    for attempt in range(3):
+        port = services.free_port()
+        base = f"http://127.0.0.1:{port}"
+        shared = SharedServer(base=base, media_root=folder / "media", counter_prefix=f"test:{uuid.uuid4().hex}:")
+        environment = services.server_env(
+            PUBLIC_BASE_URL=base,
+            MEDIA_ROOT=str(shared.media_root),
+            CELERY_TASK_ALWAYS_EAGER="true",
+            CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+            AVTRZ_COUNTER_PREFIX=shared.counter_prefix,
+        )
+        log = folder / f"server-{attempt}.log"
+        with services.running(services.uvicorn_cmd(port), env=environment, log=log) as process:
+            if services.listening(process, port):
+                yield shared
+                return
+    raise RuntimeError(f"the shared server never listened on a port of its own: see {folder}")
+
+
+@pytest.fixture
+def live(shared_server, settings) -> str:
+    """The module's shared server for this test; returns its base URL. This process takes the server's
+    public URL (the tokens' audience), media folder and cache namespace (so the server hears the
+    revocations it makes): `serve` gives its server the test's, here the test takes the server's."""
+    settings.PUBLIC_BASE_URL = shared_server.base
+    settings.MEDIA_ROOT = shared_server.media_root
+    settings.AVTRZ_COUNTER_PREFIX = shared_server.counter_prefix
+    return shared_server.base
+
+
+@pytest.fixture
+def profile(live, db) -> Profile:
+    """Eileen Collins under a handle of this test's own, in the shared server's media folder: a card the
+    server cached for a handle an earlier test used must not answer for this test's profile."""
+    return import_profile({**EILEEN, "handle": f"eileen-collins-{uuid.uuid4().hex[:8]}"}, base_dir=IMAGES)
 
 
 @dataclass

@@ -39,35 +39,34 @@ def modern(base: str, token: str, method: str, params: dict | None = None, **ext
     return requests.post(f"{base}/mcp", json=body, headers=headers(token, **extra), timeout=10)
 
 
-def test_only_post_carries_messages_and_nothing_holds_a_stream(serve, alice, acme):
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        started = time.monotonic()
-        # Before the fix a GET opened an SSE stream that never ended: bounded reads prove it closes.
-        gets = [
-            requests.get(f"{base}{path}", headers=headers(token), timeout=5, stream=False) for path in ("/mcp", "/mcp/")
-        ]
-        delete = requests.delete(f"{base}/mcp", headers=headers(token, **{"Mcp-Session-Id": "abc"}), timeout=5)
-        head = requests.head(f"{base}/mcp", headers=headers(token), timeout=5)
-        anonymous_get = requests.get(f"{base}/mcp", headers={"Accept": "text/event-stream"}, timeout=5)
-        preflights = [
-            requests.options(
-                f"{base}/mcp",
-                headers={
-                    "Origin": "http://localhost:6274",
-                    "Access-Control-Request-Method": method,
-                    "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version, mcp-method",
-                },
-                timeout=5,
-            )
-            for method in ("POST", "GET")
-        ]
-        options = requests.options(f"{base}/mcp", headers=headers(token), timeout=5)
-        browser_get = requests.get(f"{base}/mcp", headers=headers(token, Origin="http://localhost:6274"), timeout=5)
-        # 2026-07-28's long-lived stream: not served, since the tool list never changes.
-        listen = modern(base, token, "subscriptions/listen", {"notifications": {"toolsListChanged": True}})
-        discover = modern(base, token, "server/discover")
-        elapsed = time.monotonic() - started
+def test_only_post_carries_messages_and_nothing_holds_a_stream(live, alice, acme):
+    token = access_token(live, sign_in(live, alice))
+    started = time.monotonic()
+    # Before the fix a GET opened an SSE stream that never ended: bounded reads prove it closes.
+    gets = [
+        requests.get(f"{live}{path}", headers=headers(token), timeout=5, stream=False) for path in ("/mcp", "/mcp/")
+    ]
+    delete = requests.delete(f"{live}/mcp", headers=headers(token, **{"Mcp-Session-Id": "abc"}), timeout=5)
+    head = requests.head(f"{live}/mcp", headers=headers(token), timeout=5)
+    anonymous_get = requests.get(f"{live}/mcp", headers={"Accept": "text/event-stream"}, timeout=5)
+    preflights = [
+        requests.options(
+            f"{live}/mcp",
+            headers={
+                "Origin": "http://localhost:6274",
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version, mcp-method",
+            },
+            timeout=5,
+        )
+        for method in ("POST", "GET")
+    ]
+    options = requests.options(f"{live}/mcp", headers=headers(token), timeout=5)
+    browser_get = requests.get(f"{live}/mcp", headers=headers(token, Origin="http://localhost:6274"), timeout=5)
+    # 2026-07-28's long-lived stream: not served, since the tool list never changes.
+    listen = modern(live, token, "subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+    discover = modern(live, token, "server/discover")
+    elapsed = time.monotonic() - started
 
     for response in (*gets, delete, head):
         assert response.status_code == 405, response.text
@@ -91,7 +90,7 @@ def test_only_post_carries_messages_and_nothing_holds_a_stream(serve, alice, acm
     assert elapsed < 30
 
 
-def test_malformed_messages_get_short_accurate_errors(serve, alice, acme):
+def test_malformed_messages_get_short_accurate_errors(live, alice, acme):
     ping = '{"jsonrpc": "2.0", "id": 3, "method": "ping"}'
     cases = {
         # name: (body, extra headers, HTTP status, JSON-RPC code, id, words in the message)
@@ -123,15 +122,14 @@ def test_malformed_messages_get_short_accurate_errors(serve, alice, acme):
         ),
         "unknown protocol version": (ping, {"MCP-Protocol-Version": "1999-01-01"}, 400, -32022, 3, "2025-11-25"),
     }
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        answers = {name: post(base, token, body, **extra) for name, (body, extra, *_) in cases.items()}
-        modern_version = modern(base, token, "tools/list", **{"MCP-Protocol-Version": "v999.0.0"})
-        # Every era still answers a well-formed message.
-        legacy = [post(base, token, ping, **{"MCP-Protocol-Version": version}) for version in LEGACY]
-        unversioned = post(base, token, ping)
-        notification = post(base, token, '{"jsonrpc": "2.0", "method": "notifications/initialized"}')
-        tools = modern(base, token, "tools/list")
+    token = access_token(live, sign_in(live, alice))
+    answers = {name: post(live, token, body, **extra) for name, (body, extra, *_) in cases.items()}
+    modern_version = modern(live, token, "tools/list", **{"MCP-Protocol-Version": "v999.0.0"})
+    # Every era still answers a well-formed message.
+    legacy = [post(live, token, ping, **{"MCP-Protocol-Version": version}) for version in LEGACY]
+    unversioned = post(live, token, ping)
+    notification = post(live, token, '{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+    tools = modern(live, token, "tools/list")
 
     for name, (_body, _extra, status, code, request_id, words) in cases.items():
         response = answers[name]
@@ -179,27 +177,26 @@ def raw_modern(base: str, token: str, method: str, params: dict | None = None, *
         connection.close()
 
 
-def test_whitespace_around_routing_header_values_is_not_part_of_them(serve, alice, acme):
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        padded = raw_modern(
-            base,
-            token,
-            "tools/call",
-            {"name": "get_publishable_key", "arguments": {}},
-            **{"Mcp-Method": " tools/call\t", "Mcp-Name": "  get_publishable_key  "},
-        )
-        listed = raw_modern(
-            base, token, "tools/list", **{"Mcp-Method": "  tools/list ", "MCP-Protocol-Version": f" {MODERN}\t"}
-        )
-        # Values still have to match: trimming is not leniency.
-        wrong = raw_modern(
-            base,
-            token,
-            "tools/call",
-            {"name": "get_publishable_key", "arguments": {}},
-            **{"Mcp-Method": "tools/call", "Mcp-Name": " get_profile "},
-        )
+def test_whitespace_around_routing_header_values_is_not_part_of_them(live, alice, acme):
+    token = access_token(live, sign_in(live, alice))
+    padded = raw_modern(
+        live,
+        token,
+        "tools/call",
+        {"name": "get_publishable_key", "arguments": {}},
+        **{"Mcp-Method": " tools/call\t", "Mcp-Name": "  get_publishable_key  "},
+    )
+    listed = raw_modern(
+        live, token, "tools/list", **{"Mcp-Method": "  tools/list ", "MCP-Protocol-Version": f" {MODERN}\t"}
+    )
+    # Values still have to match: trimming is not leniency.
+    wrong = raw_modern(
+        live,
+        token,
+        "tools/call",
+        {"name": "get_publishable_key", "arguments": {}},
+        **{"Mcp-Method": "tools/call", "Mcp-Name": " get_profile "},
+    )
 
     assert padded[0] == 200, padded
     result = padded[1]["result"]
@@ -208,24 +205,23 @@ def test_whitespace_around_routing_header_values_is_not_part_of_them(serve, alic
     assert wrong[0] == 400 and wrong[1]["error"]["code"] == -32020, wrong
 
 
-def test_only_tools_are_advertised_in_every_era(serve, alice, acme):
+def test_only_tools_are_advertised_in_every_era(live, alice, acme):
     initialize = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
     }
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        legacy = {
-            version: post(
-                base, token, json.dumps({**initialize, "params": {**initialize["params"], "protocolVersion": version}})
-            )
-            for version in LEGACY
-        }
-        discover = modern(base, token, "server/discover")
-        prompts = modern(base, token, "prompts/list")
-        resources = post(base, token, '{"jsonrpc": "2.0", "id": 4, "method": "resources/list"}')
+    token = access_token(live, sign_in(live, alice))
+    legacy = {
+        version: post(
+            live, token, json.dumps({**initialize, "params": {**initialize["params"], "protocolVersion": version}})
+        )
+        for version in LEGACY
+    }
+    discover = modern(live, token, "server/discover")
+    prompts = modern(live, token, "prompts/list")
+    resources = post(live, token, '{"jsonrpc": "2.0", "id": 4, "method": "resources/list"}')
 
     for version, response in legacy.items():
         assert response.status_code == 200, response.text
@@ -237,17 +233,16 @@ def test_only_tools_are_advertised_in_every_era(serve, alice, acme):
     assert resources.json()["error"]["code"] == -32601
 
 
-def test_an_unknown_tool_is_an_invalid_params_error_in_every_era(serve, alice, acme):
+def test_an_unknown_tool_is_an_invalid_params_error_in_every_era(live, alice, acme):
     """The spec lists an unknown tool among the protocol errors (-32602), not the tool results a
     model reads and retries: the client learns its tool list is stale."""
     call = {"name": "get_avatar", "arguments": {"username": "eileen-collins"}}
     body = json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": call})
-    with serve() as base:
-        token = access_token(base, sign_in(base, alice))
-        answers = {version: post(base, token, body, **{"MCP-Protocol-Version": version}) for version in LEGACY}
-        answers["2024-11-05"] = post(base, token, body, **{"MCP-Protocol-Version": "2024-11-05"})
-        answers["unversioned"] = post(base, token, body)
-        answers[MODERN] = modern(base, token, "tools/call", call, **{"Mcp-Name": "get_avatar"})
+    token = access_token(live, sign_in(live, alice))
+    answers = {version: post(live, token, body, **{"MCP-Protocol-Version": version}) for version in LEGACY}
+    answers["2024-11-05"] = post(live, token, body, **{"MCP-Protocol-Version": "2024-11-05"})
+    answers["unversioned"] = post(live, token, body)
+    answers[MODERN] = modern(live, token, "tools/call", call, **{"Mcp-Name": "get_avatar"})
 
     for era, response in answers.items():
         document = response.json()

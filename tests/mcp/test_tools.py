@@ -22,7 +22,7 @@ from workspaces.models import Membership, Plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EILEEN = {"username": "eileen-collins"}
+EILEEN = {"username": "eileen-collins"}  # on a test's own servers (`directory`); on the shared one, `profile`
 
 
 def calls(*requests_: tuple[str, dict]):
@@ -74,11 +74,18 @@ ARGUMENT_ERRORS = [
 ]
 
 
-def test_every_argument_error_is_one_plain_sentence(serve, directory, alice, acme):
-    with serve() as base:
-        results = with_client(
-            base, sign_in(base, alice), calls(*[(name, arguments) for name, arguments, _ in ARGUMENT_ERRORS])
-        )
+def with_handle(value, handle: str):
+    """`value` with Eileen's handle in the arguments above replaced by the test's profile's."""
+    if isinstance(value, dict):
+        return {name: with_handle(item, handle) for name, item in value.items()}
+    if isinstance(value, list):
+        return [with_handle(item, handle) for item in value]
+    return handle if value == "eileen-collins" else value
+
+
+def test_every_argument_error_is_one_plain_sentence(live, profile, alice, acme):
+    requests_ = [(name, with_handle(arguments, profile.handle)) for name, arguments, _ in ARGUMENT_ERRORS]
+    results = with_client(live, sign_in(live, alice), calls(*requests_))
     for (name, arguments, expected), result in zip(ARGUMENT_ERRORS, results, strict=True):
         text = result.content[0].text
         assert result.is_error, (name, arguments)
@@ -89,21 +96,21 @@ def test_every_argument_error_is_one_plain_sentence(serve, directory, alice, acm
             assert leak not in text, (name, arguments, text)
 
 
-def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(serve, directory, alice, acme):
+def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(live, profile, alice, acme):
     # Limits are copied into the usage period when it is created, at the first metered call.
     Plan.objects.filter(code=acme.plan.code).update(monthly_requests=2, requests_per_second=1000)
     acme.refresh_from_db()
-    with serve() as base:
-        results = with_client(
-            base,
-            sign_in(base, alice),
-            calls(
-                ("get_profile_avatar", EILEEN),
-                ("get_profile", EILEEN),
-                ("get_profile_avatar", EILEEN),
-                ("get_publishable_key", {}),
-            ),
-        )
+    eileen = {"username": profile.handle}
+    results = with_client(
+        live,
+        sign_in(live, alice),
+        calls(
+            ("get_profile_avatar", eileen),
+            ("get_profile", eileen),
+            ("get_profile_avatar", eileen),
+            ("get_publishable_key", {}),
+        ),
+    )
     first, second, refused, key = results
     assert not first.is_error and not second.is_error
     assert refused.is_error
@@ -114,33 +121,32 @@ def test_quota_exhausted_is_an_error_and_the_connection_stays_valid(serve, direc
     assert not key.is_error  # same connection, still authorized
 
 
-def test_rate_limited_says_when_to_retry(serve, directory, alice, acme):
+def test_rate_limited_says_when_to_retry(live, profile, alice, acme):
     Plan.objects.filter(code=acme.plan.code).update(requests_per_second=1, burst=1)
-    with serve() as base:
-        results = with_client(base, sign_in(base, alice), calls(*[("get_profile", EILEEN)] * 3))
+    results = with_client(live, sign_in(live, alice), calls(*[("get_profile", {"username": profile.handle})] * 3))
     refused = [result for result in results if result.is_error]
     assert refused, "three calls within a second on a 1/s plan"
     assert "Retry in" in refused[0].content[0].text
 
 
-def test_usage_lands_on_the_bound_workspace_only(serve, directory, alice, acme):
+def test_usage_lands_on_the_bound_workspace_only(live, profile, alice, acme):
     globex = WorkspaceFactory(name="Globex", slug="globex")
     MembershipFactory(user=alice, workspace=globex, role=Membership.Role.MEMBER)
     secret = {
         workspace.slug: workspace_services.create_api_key(actor=alice, workspace=workspace, kind="secret", name="S")
         for workspace in (acme, globex)
     }
-    with serve() as base:
-        results = with_client(
-            base,
-            sign_in(base, alice),
-            calls(("get_profile_avatar", EILEEN), ("get_profile", EILEEN), ("get_profile_avatar", EILEEN)),
-            workspace="globex",
-        )
-        usage = {
-            slug: requests.get(f"{base}/v1/usage", headers={"x-api-key": key}, timeout=10).json()["meters"]
-            for slug, key in secret.items()
-        }
+    eileen = {"username": profile.handle}
+    results = with_client(
+        live,
+        sign_in(live, alice),
+        calls(("get_profile_avatar", eileen), ("get_profile", eileen), ("get_profile_avatar", eileen)),
+        workspace="globex",
+    )
+    usage = {
+        slug: requests.get(f"{live}/v1/usage", headers={"x-api-key": key}, timeout=10).json()["meters"]
+        for slug, key in secret.items()
+    }
     assert not any(result.is_error for result in results)
     assert usage["globex"]["avatar_requests"]["used"] == 3
     assert usage["globex"]["avatar_new_profiles"]["used"] == 1
