@@ -3,7 +3,7 @@ import importlib
 import itertools
 import os
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from django.core.cache import cache
@@ -50,7 +50,6 @@ def pytest_configure(config):
 # ending it. Browser tests are found by their marker; these by their node id.
 LONG_RUNNING = (
     "tests/faults/",
-    "tests/conformance/",
     "tests/production/test_tracing.py",
     "tests/avatars/test_removal_live.py",
     "tests/test_infrastructure.py::test_make_superuser",
@@ -127,15 +126,39 @@ def _run_locks(tmp_path_factory):
     return shared / "serial.turnstile", shared / "serial.room"
 
 
+# The machine to itself, kept from one `serial` test to the next when a worker runs several in a row:
+# giving it back in between would let the other workers start their next tests, and the following serial
+# test wait for them all to end.
+_turn: ExitStack | None = None
+_next_test: pytest.Item | None = None
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    global _next_test
+    _next_test = nextitem  # read by `_serial`'s teardown, which runs inside this hook
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _serial(request, _run_locks):
     """A test marked `serial` runs alone: its worker waits until the others' tests end, and they start none
     meanwhile. Others share the machine (a shared lock each)."""
+    global _turn
     if _run_locks is None:
         yield
         return
-    with _locked(*_run_locks, exclusive=request.node.get_closest_marker("serial") is not None):
-        yield
+    if request.node.get_closest_marker("serial") is None:
+        with _locked(*_run_locks, exclusive=False):
+            yield
+        return
+    if _turn is None:
+        _turn = ExitStack()
+        _turn.enter_context(_locked(*_run_locks, exclusive=True))
+    yield
+    if _next_test is None or _next_test.get_closest_marker("serial") is None:
+        _turn.close()
+        _turn = None
 
 
 @contextmanager
