@@ -159,6 +159,23 @@ def listening(process: subprocess.Popen, port: int, timeout: float = 60.0) -> bo
 
 
 @contextmanager
+def module_server(folder: Path, **env: str) -> Iterator[str]:
+    """The app served by one uvicorn worker for a module's tests, on the test database (`server_env` with
+    `env` over it), media under `folder`; yields its base URL. The server must itself listen on its port
+    (`listening`): if one of another run took the port while it started, it starts again on another one,
+    rather than every test of the module talking to a stranger."""
+    for attempt in range(3):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        environment = server_env(PUBLIC_BASE_URL=base, MEDIA_ROOT=str(folder / "media"), **env)
+        with running(uvicorn_cmd(port), env=environment, log=folder / f"server-{attempt}.log") as process:
+            if listening(process, port):
+                yield base
+                return
+    raise RuntimeError(f"the module's server never listened on a port of its own: see {folder}")
+
+
+@contextmanager
 def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log: Path) -> Iterator[subprocess.Popen]:
     """Run a server process for the duration of the block, its output kept in `log`."""
     with log.open("wb") as out:

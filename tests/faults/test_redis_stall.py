@@ -105,19 +105,17 @@ def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     tests, its Redis behind a black hole that forwards for now. Started before a test takes the serial
     turn (module fixtures come first), so its boot does not hold the other workers back."""
     folder = tmp_path_factory.mktemp("redis-stall")
-    port = services.free_port()
-    base = f"http://127.0.0.1:{port}"
     redis = urlsplit(services.redis_url())
-    with BlackHole(redis.hostname or "127.0.0.1", redis.port or 6379) as hole:
-        env = services.server_env(
-            PUBLIC_BASE_URL=base,
-            MEDIA_ROOT=str(folder / "media"),
+    with (
+        BlackHole(redis.hostname or "127.0.0.1", redis.port or 6379) as hole,
+        services.module_server(
+            folder,
             REDIS_URL=f"redis://127.0.0.1:{hole.port}{redis.path or '/0'}",
             REDIS_TIMEOUT_S=str(REDIS_TIMEOUT_S),
             CELERY_TASK_ALWAYS_EAGER="true",
-        )
-        with services.running(services.uvicorn_cmd(port), env=env, port=port, log=folder / "server.log"):
-            yield Server(base, hole, folder / "media")
+        ) as base,
+    ):
+        yield Server(base, hole, folder / "media")
 
 
 @pytest.fixture

@@ -91,25 +91,14 @@ def shared_server(django_db_setup, tmp_path_factory) -> Iterator[SharedServer]:
     from django.conf import settings
 
     folder = tmp_path_factory.mktemp("server")
-    # A server of another run may take the port while this one starts: every test of the module would
-    # then talk to it. This one must be the listener, on the next port if it lost this one.
-    for attempt in range(3):
-        port = services.free_port()
-        base = f"http://127.0.0.1:{port}"
-        shared = SharedServer(base=base, media_root=folder / "media", counter_prefix=f"test:{uuid.uuid4().hex}:")
-        environment = services.server_env(
-            PUBLIC_BASE_URL=base,
-            MEDIA_ROOT=str(shared.media_root),
-            CELERY_TASK_ALWAYS_EAGER="true",
-            CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
-            AVTRZ_COUNTER_PREFIX=shared.counter_prefix,
-        )
-        log = folder / f"server-{attempt}.log"
-        with services.running(services.uvicorn_cmd(port), env=environment, log=log) as process:
-            if services.listening(process, port):
-                yield shared
-                return
-    raise RuntimeError(f"the shared server never listened on a port of its own: see {folder}")
+    counter_prefix = f"test:{uuid.uuid4().hex}:"
+    with services.module_server(
+        folder,
+        CELERY_TASK_ALWAYS_EAGER="true",
+        CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+        AVTRZ_COUNTER_PREFIX=counter_prefix,
+    ) as base:
+        yield SharedServer(base=base, media_root=folder / "media", counter_prefix=counter_prefix)
 
 
 @pytest.fixture
