@@ -200,7 +200,10 @@ if REDIS_URL:
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "socket_timeout": REDIS_TIMEOUT_S,
+                        # A WebSocket's receive blocks in Redis (BZPOPMIN) for up to the layer's
+                        # brpop_timeout (5 s): a read timeout below that failed the receive every
+                        # second, closing each live dashboard's connection (the page reconnected).
+                        "socket_timeout": 5 + REDIS_TIMEOUT_S,
                         "socket_connect_timeout": REDIS_TIMEOUT_S,
                     }
                 ],
