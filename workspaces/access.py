@@ -29,7 +29,11 @@ def get_membership(
         raise Http404("No such workspace.")
     if not membership.has_role(min_role):
         raise PermissionDenied(f"This needs the {Membership.Role(min_role).label.lower()} role or higher.")
-    request.session[SESSION_KEY] = slug
+    # Written only when it changes: setting it marks the whole session for saving, and a page's concurrent
+    # requests (live-usage polls) would save back a copy read before another request's write, losing e.g.
+    # the one-time view of a new key.
+    if request.session.get(SESSION_KEY) != slug:
+        request.session[SESSION_KEY] = slug
     return membership
 
 
