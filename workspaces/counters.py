@@ -178,7 +178,21 @@ class _MemoryBucket:
         return (1 - self.tokens) / rate
 
 
-class LocalCounters:
+class _Tallies:
+    """`tally`, the same for both counters: under the counters' lock, into the activity `drain` hands over."""
+
+    _clock: Clock
+    _lock: threading.Lock
+    _activity: Activity
+
+    def tally(self, workspace_id: int, counter: str) -> None:
+        """Tally one answer for the daily chart (a DailyUsage field name); `drain` hands it over."""
+        now = self._clock()
+        with self._lock:
+            self._activity.add_tally(workspace_id, counter, now)
+
+
+class LocalCounters(_Tallies):
     """Exact counts and buckets in this process's memory; every count is `unsent` (the caller stores it)."""
 
     def __init__(self, clock: Clock = time.time) -> None:
@@ -211,12 +225,6 @@ class LocalCounters:
             if tally:
                 self._activity.add_tally(meter.workspace_id, tally, now)
             return _admitted(int(bucket.tokens))
-
-    def tally(self, workspace_id: int, counter: str) -> None:
-        """Tally one answer for the daily chart (a DailyUsage field name); `drain` hands it over."""
-        now = self._clock()
-        with self._lock:
-            self._activity.add_tally(workspace_id, counter, now)
 
     def not_stored(self, meter) -> int:
         """Requests of the meter's period counted but not drained yet."""
@@ -266,7 +274,7 @@ class _BucketLease:
         return min(self.burst, self.tokens + self.shared_milli // 1000)
 
 
-class LeasedCounters:
+class LeasedCounters(_Tallies):
     """While Redis is unreachable, requests are admitted on what this process knows (its own bucket,
     the quota minus what it has counted): limits hold per process rather than overall, no request
     fails, and the counts kept meanwhile go to the database directly (`Activity.unsent`)."""
@@ -390,12 +398,6 @@ class LeasedCounters:
         if tally:
             self._activity.add_tally(meter.workspace_id, tally, now)
         return _admitted(bucket.remaining)
-
-    def tally(self, workspace_id: int, counter: str) -> None:
-        """Tally one answer for the daily chart (a DailyUsage field name); `drain` hands it over."""
-        now = self._clock()
-        with self._lock:
-            self._activity.add_tally(workspace_id, counter, now)
 
     def not_stored(self, meter) -> int:
         """Requests of the meter's period counted but not in the database yet: what every process
