@@ -274,3 +274,11 @@ def test_member_can_leave(bob_client, bob):
     bob_client.post("/w/acme/leave/")
     assert not Membership.objects.filter(user=bob).exists()
     assert bob_client.get("/w/acme/").status_code == 404
+
+
+def test_a_page_of_the_current_workspace_leaves_the_session_unwritten(alice_client, acme):
+    """A page's requests run side by side (live-usage polls beside a form post): one that saved the whole
+    session back for nothing would drop what another just stored, like a new key's one-time view."""
+    alice_client.get("/w/acme/")
+    assert not alice_client.get("/w/acme/usage/").wsgi_request.session.modified
+    assert alice_client.get("/w/acme/usage/").status_code == 200
