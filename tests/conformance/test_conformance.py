@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -222,6 +223,10 @@ def test_authorization_scenarios_pass_against_the_issuer(suite, live, alice, acm
         command, env=node.environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     log: list[str] = []
+    # The suite waits for its callback without a limit of its own: were the URL line never printed, or the
+    # callback never reached, reading its output would wait for good. Killed, its output ends.
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
     try:
         for line in process.stdout:
             log.append(line)
@@ -236,6 +241,7 @@ def test_authorization_scenarios_pass_against_the_issuer(suite, live, alice, acm
                 requests.get(decision.headers["Location"], timeout=10)
         process.wait(timeout=60)
     finally:
+        watchdog.cancel()
         if process.poll() is None:
             process.kill()
             process.wait()

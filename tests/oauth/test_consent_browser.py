@@ -54,7 +54,9 @@ def test_sign_in_switch_workspace_untick_a_scope_and_authorize(alice, acme, glob
         answer = query(callback)
         assert answer["state"] == state
         assert answer["iss"] == base
-        token = oauth.fetch_token(f"{base}/o/token/", authorization_response=callback, code_verifier=verifier)
+        token = oauth.fetch_token(
+            f"{base}/o/token/", authorization_response=callback, code_verifier=verifier, timeout=30
+        )
 
     assert token["scope"] == "openid profile offline_access"
     assert workspace_for_access_token(token["access_token"])[1] == globex

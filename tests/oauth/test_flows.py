@@ -130,7 +130,7 @@ def full_flow(user, metadata, client, *, redirect_uri=CLAUDE, resource=None) -> 
     assert query(location)["iss"] == metadata["issuer"]
 
     token = oauth.fetch_token(
-        metadata["token_endpoint"], authorization_response=location, code_verifier=verifier, resource=mcp
+        metadata["token_endpoint"], authorization_response=location, code_verifier=verifier, resource=mcp, timeout=30
     )
     assert token["token_type"] == "Bearer"
     assert token["scope"] == SCOPE
@@ -193,7 +193,7 @@ def test_a_missing_resource_binds_the_token_to_the_mcp_endpoint(user, metadata):
     oauth = oauth_session(client)
     url, verifier = authorization(oauth, metadata, resource=None)
     token = oauth.fetch_token(
-        metadata["token_endpoint"], authorization_response=consent(user, url), code_verifier=verifier
+        metadata["token_endpoint"], authorization_response=consent(user, url), code_verifier=verifier, timeout=30
     )
     assert workspace_for_access_token(token["access_token"])[0].resource == [f"{metadata['issuer']}/mcp"]
 
@@ -203,7 +203,9 @@ def test_no_offline_access_no_refresh_token(user, metadata):
     oauth = oauth_session(client)
     url, verifier = authorization(oauth, metadata, None)
     location = consent(user, url, stay_connected=False)
-    token = oauth.fetch_token(metadata["token_endpoint"], authorization_response=location, code_verifier=verifier)
+    token = oauth.fetch_token(
+        metadata["token_endpoint"], authorization_response=location, code_verifier=verifier, timeout=30
+    )
     assert token["scope"] == "openid profile email"
     assert "refresh_token" not in token
 
@@ -373,7 +375,7 @@ def test_parallel_refreshes_both_succeed_and_later_reuse_revokes_the_family(user
     oauth = oauth_session(public_client)
     url, verifier = authorization(oauth, metadata, None)
     token = oauth.fetch_token(
-        metadata["token_endpoint"], authorization_response=consent(user, url), code_verifier=verifier
+        metadata["token_endpoint"], authorization_response=consent(user, url), code_verifier=verifier, timeout=30
     )
     start = threading.Barrier(2)
 

@@ -85,7 +85,9 @@ def test_a_fresh_user_is_told_which_app_waits_signs_up_approves_and_goes_back(se
 
         answer = query(callback)
         assert answer["state"] == state
-        token = oauth.fetch_token(f"{base}/o/token/", authorization_response=callback, code_verifier=verifier)
+        token = oauth.fetch_token(
+            f"{base}/o/token/", authorization_response=callback, code_verifier=verifier, timeout=30
+        )
 
     grace = User.objects.get(email="grace@example.com")
     _token, workspace = workspace_for_access_token(token["access_token"])
