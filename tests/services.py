@@ -24,6 +24,8 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from tests import zygote
+
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots from browser tests, git-ignored
@@ -43,6 +45,8 @@ SKIPPED_SERVICES: set[str] = set()
 # Linux's ephemeral range (32768+), so its servers never get a port another worker, or a client socket,
 # just used.
 PORTS_FROM, PORTS_PER_WORKER = 20000, 1500
+# A server process: forked by the zygote (uvicorn, Celery) or started as any other command.
+Process = subprocess.Popen | zygote.ForkedProcess
 
 
 def worker_index() -> int:
@@ -124,7 +128,7 @@ def live_database_url() -> str:
 
 
 # A server's start is mostly Django's import; `make test` runs several at once on 2 cores.
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_for_port(port: int, process: Process, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -135,7 +139,7 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
 
 
-def listening(process: subprocess.Popen, port: int, timeout: float = 60.0) -> bool:
+def listening(process: Process, port: int, timeout: float = 60.0) -> bool:
     """Wait until `process` itself listens on 127.0.0.1:`port` (True), or has exited (False). Unlike
     `wait_for_port`, a server of another test run that took the port while this one was starting (each
     run picks from the same slices) is not taken for it: the listening socket must be one of `process`'s
@@ -176,10 +180,13 @@ def module_server(folder: Path, **env: str) -> Iterator[str]:
 
 
 @contextmanager
-def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log: Path) -> Iterator[subprocess.Popen]:
+def running(cmd: list[str], *, env: dict[str, str], port: int | None = None, log: Path) -> Iterator[Process]:
     """Run a server process for the duration of the block, its output kept in `log`."""
     with log.open("wb") as out:
-        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        if zygote.can_fork(cmd):  # uvicorn and Celery: forked with their libraries already imported
+            process = zygote.zygote().spawn(cmd, env={**os.environ, **env}, cwd=ROOT, log=log)
+        else:
+            process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
         try:
             if port is not None:
                 wait_for_port(port, process)
