@@ -138,4 +138,3 @@ def test_no_two_modules_import_each_other_even_from_inside_a_function():
         if module not in index:
             visit(module)
     assert cycles == []
-
