@@ -131,7 +131,10 @@ class AvtrzOAuth2Validator(dot.OAuth2ValidatorHooks):
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs):
         if super().validate_code(client_id, code, client, request, *args, **kwargs):
-            return True
+            # DOT checks the code alone. Its user may have been deactivated in the minute since consent
+            # (leaving the workspace revokes the connection itself): no tokens that are dead on arrival.
+            connection = connections.connection_for_grant(code, client)
+            return connection is not None and connections.may_act_for(request.user, connection)
         # A redeemed code is deleted, so a second use lands here: whoever holds it may have
         # intercepted it, and the tokens of its first use are revoked (RFC 6749 §4.1.2).
         revoked = connections.revoke_tokens_from_code(_digest(code))

@@ -123,6 +123,23 @@ def test_a_code_issued_to_one_client_cannot_be_redeemed_by_another(alice_client,
     assert _redeem(victim["client_id"], code, verifier).status_code == 200  # the rightful client still can
 
 
+@pytest.mark.parametrize("change", ["deactivated", "left the workspace"])
+def test_no_tokens_for_a_code_whose_user_lost_access_since_consenting(alice_client, register, alice, acme, change):
+    """A code lives a minute: a user deactivated, or removed from the workspace, in between gets no tokens
+    (they would be dead on arrival at /mcp), and the refusal is the one a client knows: invalid_grant."""
+    app = register()
+    code, verifier, _challenge = _code(alice_client, app)
+    if change == "deactivated":
+        alice.is_active = False
+        alice.save(update_fields=["is_active"])
+    else:
+        Membership.objects.filter(user=alice, workspace=acme).delete()
+    response = _redeem(app["client_id"], code, verifier)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert not AccessToken.objects.filter(user__isnull=False).exists()
+
+
 @pytest.mark.parametrize(
     ("verifier", "error"),
     [
