@@ -28,6 +28,9 @@ async def _close_worker_thread_connections():
     await sync_to_async(connections.close_all)()
 
 
+# Every test disconnects its socket, refused or not: the consumer's channel-layer receive then ends as
+# it does when a browser leaves. Left running to the event loop's teardown, which cancels every task at
+# once, a receive blocked in Redis (BZPOPMIN) could swallow the cancellation and wait for good: CI hung so.
 def _socket(client, *, origin=ORIGIN, slug="acme"):
     headers = [(b"origin", origin)]
     if "sessionid" in client.cookies:
@@ -65,18 +68,24 @@ async def test_connection_changes_reach_open_pages(alice_client, alice, acme, ma
 
 
 async def test_outsiders_are_refused(charlie_client, acme):
-    connected, _ = await _socket(charlie_client).connect()
+    socket = _socket(charlie_client)
+    connected, _ = await socket.connect()
     assert not connected
+    await socket.disconnect()
 
 
 async def test_anonymous_visitors_are_refused(client, acme):
-    connected, _ = await _socket(client).connect()
+    socket = _socket(client)
+    connected, _ = await socket.connect()
     assert not connected
+    await socket.disconnect()
 
 
 async def test_another_sites_origin_is_refused(alice_client):
-    connected, _ = await _socket(alice_client, origin=b"https://evil.example").connect()
+    socket = _socket(alice_client, origin=b"https://evil.example")
+    connected, _ = await socket.connect()
     assert not connected
+    await socket.disconnect()
 
 
 async def test_a_removed_member_stops_hearing(bob_client, bob, acme, alice, eileen, client):
@@ -87,3 +96,4 @@ async def test_a_removed_member_stops_hearing(bob_client, bob, acme, alice, eile
     await sync_to_async(client.get)("/v1/avatar", {"username": "eileen-collins"}, headers={"x-api-key": raw})
     await sync_to_async(usage.flush_now)(force=True)
     assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
+    await socket.disconnect()
