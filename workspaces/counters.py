@@ -226,10 +226,10 @@ class LocalCounters(_Tallies):
                 self._activity.add_tally(meter.workspace_id, tally, now)
             return _admitted(int(bucket.tokens))
 
-    def not_stored(self, meter) -> int:
-        """Requests of the meter's period counted but not drained yet."""
+    def not_stored(self, period_id: int) -> int:
+        """Requests of the period counted but not drained yet."""
         with self._lock:
-            return self._activity.unsent[meter.period_id]
+            return self._activity.unsent[period_id]
 
     def drain(self) -> Activity:
         with self._lock:
@@ -399,19 +399,19 @@ class LeasedCounters(_Tallies):
             self._activity.add_tally(meter.workspace_id, tally, now)
         return _admitted(bucket.remaining)
 
-    def not_stored(self, meter) -> int:
-        """Requests of the meter's period counted but not in the database yet: what every process
-        drained into Redis plus what this process has not drained."""
+    def not_stored(self, period_id: int) -> int:
+        """Requests of the period counted but not in the database yet: what every process drained
+        into Redis plus what this process has not drained."""
         drained = 0
         if self._clock() >= self._retry_at:
             try:
-                drained = int(self._client.get(_key("drained", meter.period_id)) or 0)
+                drained = int(self._client.get(_key("drained", period_id)) or 0)
             except RedisError as exc:
                 with self._lock:
                     self._failed(exc)
         with self._lock:
-            lease = self._leases.get(meter.period_id)
-            return drained + (lease.delta if lease else 0) + self._local.not_stored(meter)
+            lease = self._leases.get(period_id)
+            return drained + (lease.delta if lease else 0) + self._local.not_stored(period_id)
 
     def take_drained(self, period_id: int) -> int:
         """Take what every process drained for the period (to add it to the database), and what

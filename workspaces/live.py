@@ -46,7 +46,7 @@ def snapshot(workspace: Workspace, period: UsagePeriod | None = None) -> dict:
     period = period or usage.current_period(workspace)
     return {
         "plan": workspace.plan.name,
-        "requests": _meter(usage.requests_used(usage.meter_for_period(period)), period.requests_limit),
+        "requests": _meter(usage.requests_used(period.pk), period.requests_limit),
         "new_profiles": _meter(period.avatar_new_profiles, period.new_profiles_limit),
         "resets_at": period.ends_at.isoformat(),
         "resets_on": f"{period.ends_at.day} {period.ends_at:%b %Y}",

@@ -415,5 +415,5 @@ def roll_usage_periods(now: datetime | None = None) -> int:
         )
         if previous is not None:
             usage.store_period(previous.pk)  # what other processes drained into Redis for it
-        quota_warnings.warn_quota_thresholds(period, requests_used=usage.requests_used(usage.meter_for_period(period)))
+        quota_warnings.warn_quota_thresholds(period, requests_used=usage.requests_used(period.pk))
     return opened

@@ -144,10 +144,26 @@ def admit(
     return (_counters or counters()).admit(meter, key_id, local_only, tally)
 
 
-def requests_used(meter: Meter) -> int:
-    """The period's request count: the stored figure (`meter` freshly loaded) and what is counted but
-    not stored yet."""
-    return meter.requests_used + counters().not_stored(meter) + _unstored[meter.period_id]
+def requests_used(period_id: int) -> int:
+    """The period's request count: what the database stores and what is counted but not stored yet.
+
+    Read as `store_period` writes, under this process's flush lock and the period row's lock: a flush
+    moving counts from Redis (or this process) into the database at that moment, here or in another
+    process, is seen wholly before or wholly after it, never half-way (a count that went down)."""
+    with _flush_lock, transaction.atomic():
+        stored = _locked_period(period_id) or 0
+        return stored + counters().not_stored(period_id) + _unstored[period_id]
+
+
+def _locked_period(period_id: int) -> int | None:
+    """The period's stored request count, its row locked until the transaction ends (on PostgreSQL;
+    SQLite, one writer at a time, ignores the lock)."""
+    return (
+        UsagePeriod.objects.select_for_update(no_key=True)
+        .filter(pk=period_id)
+        .values_list("avatar_requests", flat=True)
+        .first()
+    )
 
 
 _counters: LocalCounters | LeasedCounters | None = None
@@ -229,7 +245,7 @@ def flush_now(*, force: bool = False) -> None:
         # Here, where the fresh counts were just written: warn the owners of a quota nearly spent, then
         # tell the dashboard (one load of the workspace and its period for both).
         period = current_period(workspace)
-        quota_warnings.warn_quota_thresholds(period, requests_used=requests_used(meter_for_period(period)))
+        quota_warnings.warn_quota_thresholds(period, requests_used=requests_used(period.pk))
         usage_changed.send(sender=Workspace, workspace=workspace, period=period)
 
 
@@ -238,17 +254,20 @@ def store_period(period_id: int) -> None:
     into Redis, and what this process kept itself. A failed write keeps them all for the next pass."""
     with _flush_lock:
         _dirty.discard(period_id)
-        count = _unstored.pop(period_id, 0) + counters().take_drained(period_id)
+        count = 0
         try:
-            if count:
-                UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=F("avatar_requests") + count)
+            with transaction.atomic():
+                # Locked before the counts leave Redis: `requests_used` elsewhere waits for the commit.
+                stored = _locked_period(period_id)
+                count = _unstored.pop(period_id, 0) + counters().take_drained(period_id)
+                if count:
+                    UsagePeriod.objects.filter(pk=period_id).update(avatar_requests=F("avatar_requests") + count)
         except Exception:
             _unstored[period_id] += count  # taken from Redis too: this process stores them now
             _dirty.add(period_id)
             raise
-    stored = UsagePeriod.objects.filter(pk=period_id).values_list("avatar_requests", flat=True).first()
-    if stored is not None:
-        counters().note_stored(period_id, stored)
+    if stored is not None:  # None: the workspace was deleted, its counts with it
+        counters().note_stored(period_id, stored + count)
 
 
 def _flush_forever() -> None:

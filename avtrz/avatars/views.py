@@ -89,7 +89,7 @@ def usage_view(request: HttpRequest) -> JsonResponse:
     if key.kind != ApiKey.Kind.SECRET:
         return _error(401, "secret_key_required", "Usage can only be read with a secret key (sk_live_…).")
     meter = usage.meter_for(key.workspace)
-    used = usage.requests_used(meter)
+    used = usage.requests_used(meter.period_id)
     period = key.workspace.usage_periods.get(pk=meter.period_id)
     return JsonResponse(
         {

@@ -21,7 +21,7 @@ def get(client, **params):
 
 
 def requests_used(workspace) -> int:
-    return usage.requests_used(usage.meter_for(workspace))
+    return usage.requests_used(usage.current_period(workspace).pk)
 
 
 def test_resolved_profile_redirects_to_a_durable_image(client, pk, eileen, acme):
