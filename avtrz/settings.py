@@ -195,7 +195,9 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer, whose receive ends when a leaving page's consumer cancels it
+            # (on Python 3.11 redis-py could lose that cancellation: see avtrz.lib.channel_layer).
+            "BACKEND": "avtrz.lib.channel_layer.CancellableRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
