@@ -131,6 +131,18 @@ def test_a_refresh_token_mints_nothing_once_its_user_may_not_act_for_the_workspa
     assert AccessToken.objects.count() == tokens_before
 
 
+def test_deactivation_suspends_a_connection_and_reactivation_resumes_it(alice_client, connect, alice, acme):
+    """Deactivating is support's pause button, not a revocation: the same tokens work again after it."""
+    app, token = connect(alice_client)
+    _deactivate(alice)
+    assert workspace_for_access_token(token["access_token"]) is None
+    assert _refresh(app, token).json()["error"] == "invalid_grant"
+    alice.is_active = True
+    alice.save()
+    assert workspace_for_access_token(token["access_token"])[1] == acme
+    assert _refresh(app, token).status_code == 200
+
+
 def test_reconnecting_after_a_revocation_reactivates_the_connection(alice_client, connect, alice, acme):
     app, _token = connect(alice_client)
     revoke_connection(actor=alice, connection=Connection.objects.get())
