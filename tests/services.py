@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -125,6 +125,16 @@ def live_database_url() -> str:
         return f"sqlite:///{conf['NAME']}"
     auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
     return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str | Callable[[], str]) -> object:
+    """Poll `condition` until it is truthy and return what it returned; past `timeout` seconds, fail the test
+    with `what` we waited for (a callable: worded when it fails, from the state then)."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
+        time.sleep(0.05)
+    return found
 
 
 # A server's start is mostly Django's import; `make test` runs several at once on 2 cores.

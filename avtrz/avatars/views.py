@@ -88,9 +88,9 @@ def usage_view(request: HttpRequest) -> JsonResponse:
         return _error(401, "invalid_key", "This API key is not valid or was revoked.")
     if key.kind != ApiKey.Kind.SECRET:
         return _error(401, "secret_key_required", "Usage can only be read with a secret key (sk_live_…).")
-    meter = usage.meter_for(key.workspace)
-    used = usage.requests_used(meter.period_id)
-    period = key.workspace.usage_periods.get(pk=meter.period_id)
+    period = usage.current_period(key.workspace)
+    meter = usage.meter_for_period(period)
+    used = usage.requests_used(period.pk)
     return JsonResponse(
         {
             "workspace": key.workspace.slug,

@@ -1,7 +1,5 @@
 """Redis stopped mid-run: `/v1/avatar` keeps answering from the database, and counts are reconciled."""
 
-import time
-
 import pytest
 import requests
 from redis import Redis
@@ -14,13 +12,6 @@ from workspaces.models import Plan
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
-
-
-def wait_until(condition, what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_redis_outage_keeps_answering_and_loses_no_count(tmp_path, settings, acme, alice):
@@ -41,14 +32,16 @@ def test_redis_outage_keeps_answering_and_loses_no_count(tmp_path, settings, acm
                 return meters.json()["meters"]["avatar_requests"]["used"]
 
             before = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(3)]
-            wait_until(lambda: used() == 3, "the flusher to count the first requests")
+            services.wait_until(lambda: used() == 3, 15, "the flusher to count the first requests")
             redis.stop()
             during = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(5)]
             redis.start()  # back, and empty: it kept nothing on disk
             client = Redis.from_url(redis.url)
-            wait_until(lambda: client.pubsub_channels(), "the server to listen on the restarted Redis again")
+            services.wait_until(
+                lambda: client.pubsub_channels(), 15, "the server to listen on the restarted Redis again"
+            )
             after = [requests.get(url, params=params, allow_redirects=False, timeout=10) for _ in range(2)]
-            wait_until(lambda: used() >= 10, "every request to be counted")
+            services.wait_until(lambda: used() >= 10, 15, "every request to be counted")
             total = used()
     assert [r.status_code for r in before + during + after] == [302] * 10
     assert before[-1].headers.get("X-Cache") == "HIT"

@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +26,6 @@ from tests.faults.conftest import FakeLinkedIn, upstream_env
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 SUCCEEDED = "] succeeded in"
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def require_rabbitmq() -> str:
@@ -83,7 +76,7 @@ class Stack:
 
     def seconds_to_302(self, key: str, username: str, *, since: float, timeout: float) -> float:
         """Ask for the avatar until it redirects to the photo; seconds from `since` (a monotonic time)."""
-        wait_until(lambda: self.avatar(key, username).status_code == 302, timeout, f"a 302 for {username}")
+        services.wait_until(lambda: self.avatar(key, username).status_code == 302, timeout, f"a 302 for {username}")
         return time.monotonic() - since
 
 

@@ -7,7 +7,6 @@ import requests
 from avtrz.avatars.directory import import_profile
 from tests import services
 from tests.avatars.conftest import IMAGES
-from tests.faults.stack import wait_until
 from workspaces import services as workspace_services
 from workspaces.models import Plan, UsagePeriod
 
@@ -36,11 +35,11 @@ def test_an_instance_stopped_while_redis_is_away_has_stored_every_request(tmp_pa
         env = services.web_env(port, tmp_path, redis, CELERY_TASK_ALWAYS_EAGER="true")
         with services.running(services.uvicorn_cmd(port), env=env, port=port, log=server_log) as server:
             before = fetch(3)
-            wait_until(lambda: stored(acme) == 3, 15, "the first requests stored through Redis")
+            services.wait_until(lambda: stored(acme) == 3, 15, "the first requests stored through Redis")
             redis.stop()
             during = fetch(14)
             # Written to the database while Redis is away, by the flusher's passes.
-            wait_until(lambda: stored(acme) == 17, 15, "counts stored while Redis is away")
+            services.wait_until(lambda: stored(acme) == 17, 15, "counts stored while Redis is away")
             last = fetch(6)
             server.terminate()  # SIGTERM before Redis returns: the exit flush stores the last ones
             server.wait(timeout=20)

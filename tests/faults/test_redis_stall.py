@@ -84,14 +84,6 @@ def _timed(send) -> tuple[requests.Response, float]:
     return response, time.monotonic() - started
 
 
-def _wait_until(condition, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.05)
-    return found
-
-
 @dataclass
 class Server:
     base: str
@@ -136,7 +128,7 @@ def worker(server, settings, acme, alice, make_connection) -> Iterator[Worker]: 
     services.with_server_password(alice)
     worker = Worker(server.base, server.hole, keys, token, alice.email, handle)
     try:
-        _wait_until(lambda: worker.avatar().headers.get("X-Cache") == "HIT")  # the fast path answers
+        services.wait_until(lambda: worker.avatar().headers.get("X-Cache") == "HIT", 15, "a fast-path hit")
         yield worker
     finally:
         server.hole.flow()
@@ -160,10 +152,10 @@ def test_a_stalled_redis_keeps_avatars_and_sign_in_answering_in_bounded_time_and
     assert stalled_sign_in < normal_sign_in + BOUND_S, timings
 
     worker.hole.flow()
-    _wait_until(lambda: worker.avatar().headers.get("X-Cache") == "HIT")  # level 1 trusted again
+    services.wait_until(lambda: worker.avatar().headers.get("X-Cache") == "HIT", 15, "level 1 trusted again")
     assert worker.avatar("cold").status_code == 302
     # No count lost: what was counted while Redis stalled reaches the meters too.
-    _wait_until(lambda: worker.used() == worker.billed)
+    services.wait_until(lambda: worker.used() == worker.billed, 15, "the meter to reach what was billed")
 
 
 def test_a_stalled_redis_keeps_mcp_tool_calls_answering_in_bounded_time(worker):

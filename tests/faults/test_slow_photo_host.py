@@ -9,7 +9,8 @@ from django.db import connection
 
 from avtrz.avatars import enrichment
 from avtrz.avatars.models import AvatarImage, Profile
-from tests.faults.stack import SUCCEEDED, production_stack, wait_until
+from tests import services
+from tests.faults.stack import SUCCEEDED, production_stack
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.celery_worker]
@@ -40,7 +41,7 @@ def test_a_stalled_photo_host_is_retried_in_seconds_and_the_profile_is_never_blo
     ) as stack:
         with stack.worker("worker"):
             first = stack.avatar(pk, "slow-cdn")
-            wait_until(photo_requests, 30, "the worker to start downloading the photo")
+            services.wait_until(photo_requests, 30, "the worker to start downloading the photo")
             stalled_at = time.monotonic()
             watcher.start()
             linkedin.photo("face.jpg")  # the download in progress stays stalled; the next one is prompt

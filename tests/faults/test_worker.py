@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from avtrz.avatars.models import AvatarImage, Profile
-from tests.faults.stack import SUCCEEDED, production_stack, wait_until
+from tests import services
+from tests.faults.stack import SUCCEEDED, production_stack
 
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.celery_worker]
@@ -40,7 +41,7 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_profile_redirects_with
     ) as stack:
         with stack.worker("worker1") as first:
             waiting = stack.avatar(pk, "kill-me")  # queues the enrichment, waits its budget, gets the monogram
-            wait_until(photo_requests, 30, "the worker to start downloading the photo")
+            services.wait_until(photo_requests, 30, "the worker to start downloading the photo")
             first.send_signal(signal.SIGKILL)
             first.wait()
             killed_at = time.monotonic()
@@ -52,7 +53,7 @@ def test_a_worker_killed_mid_download_is_replaced_and_the_profile_redirects_with
         with stack.worker("worker2"):
             recovery_s = stack.seconds_to_302(pk, "kill-me", since=killed_at, timeout=RECOVERY_BOUND_S)
             print(f"\n{broker}: a 302 {recovery_s:.1f} s after the worker was killed")
-            wait_until(lambda: SUCCEEDED in stack.log("worker2").read_text(), 30, "worker2 to finish the task")
+            services.wait_until(lambda: SUCCEEDED in stack.log("worker2").read_text(), 30, "worker2 to finish the task")
         if broker == "redis":
             # Stopped, the worker has put back what it held unacknowledged: with nothing in the queue and
             # nothing unacknowledged, the message can never be delivered a second time.
@@ -73,8 +74,8 @@ def test_with_rabbitmq_a_running_worker_takes_over_the_task_of_a_killed_one_at_o
         with stack.worker("worker1") as first, stack.worker("worker2") as second:
             stack.avatar(pk, "take-over")  # queued while they start; it waits its budget meanwhile
             for name in ("worker1", "worker2"):
-                wait_until(lambda name=name: READY in stack.log(name).read_text(), 60, f"{name} to be ready")
-            wait_until(photo_requests, 30, "a worker to start downloading the photo")
+                services.wait_until(lambda name=name: READY in stack.log(name).read_text(), 60, f"{name} to be ready")
+            services.wait_until(photo_requests, 30, "a worker to start downloading the photo")
             first_took_it = RECEIVED in stack.log("worker1").read_text()
             doomed, standby = (first, "worker2") if first_took_it else (second, "worker1")
             linkedin.photo("face.jpg")  # the photo host answers promptly now

@@ -7,7 +7,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,6 @@ def json_lines(log: Path) -> list[dict]:
 
 def succeeded(log: Path) -> int:
     return log.read_text().count("] succeeded in")
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return result
 
 
 def stop_together(*processes: subprocess.Popen) -> None:
@@ -112,19 +103,19 @@ def test_a_request_is_traced_through_the_web_and_the_task_it_queued(
         services.wait_for_port(port, server, timeout=90)  # two workers start on a busy machine
         # An unknown profile: the monogram now, the enrichment queued for the worker.
         answers["enrich-1"] = requests.get(avatar, headers={"X-Request-ID": "enrich-1"}, timeout=10)
-        wait_until(
+        services.wait_until(
             lambda: Profile.objects.filter(handle="trace-me", status=Profile.Status.RESOLVED).exists(),
             60,
             "the worker to enrich the profile",
         )
-        wait_until(lambda: succeeded(logs["worker"]) == 1, 30, "the worker to log the task's end")
+        services.wait_until(lambda: succeeded(logs["worker"]) == 1, 30, "the worker to log the task's end")
         # An AI assistant's lookup of another unknown profile: its enrichment is queued from the MCP server.
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
         headers |= {"MCP-Protocol-Version": "2025-11-25", "X-Request-ID": "mcp-call"}
         lookup = {"name": "get_profile_avatar", "arguments": {"username": "trace-mcp"}}
         tool_call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": lookup}
         answers["mcp-call"] = requests.post(f"{base}/mcp", json=tool_call, headers=headers, timeout=30)
-        wait_until(lambda: succeeded(logs["worker"]) == 2, 60, "the worker to enrich the MCP lookup's profile")
+        services.wait_until(lambda: succeeded(logs["worker"]) == 2, 60, "the worker to enrich the MCP lookup's profile")
         # The same request again until one of the two web processes answers it from its caches.
         for attempt in range(40):
             hit = requests.get(avatar, headers={"X-Request-ID": f"hit-{attempt}"}, allow_redirects=False, timeout=10)

@@ -7,7 +7,6 @@ channel-layer receive never ended would hold uvicorn's graceful shutdown for goo
 import json
 import socket
 import struct
-import time
 from base64 import b64encode
 from os import urandom
 from pathlib import Path
@@ -68,15 +67,6 @@ def _server_clients(pid: int, client: redis.Redis, redis_port: int) -> list[dict
 def blocked(entries: list[dict]) -> list[dict]:
     """Connections waiting in a blocking command: a channel-layer receive's BZPOPMIN."""
     return [entry for entry in entries if "b" in entry["flags"]]
-
-
-def _settled(condition, timeout: float = SETTLE_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class Pages:
@@ -163,7 +153,7 @@ def test_pages_that_leave_leave_nothing_behind(alice, acme, make_connection, set
 
         # A first batch: the server's pools then hold what three pages at once take.
         _batch(member, visitor, 0)
-        assert _settled(left)
+        services.wait_until(left, SETTLE_S, "the first pages to leave the group")
         before = clients()
 
         for turn in range(1, BATCHES + 1):
@@ -176,12 +166,16 @@ def test_pages_that_leave_leave_nothing_behind(alice, acme, make_connection, set
             now = clients()
             return left() and not blocked(now) and len(now) <= len(before) + PAGES_AT_ONCE
 
-        assert _settled(settled), (
-            f"after {3 * BATCHES} pages came and went, {len(monitor.zrange(group, 0, -1)) - len(outside)} are "
-            f"still in the group; the server's Redis connections went from {len(before)} to {len(clients())}, "
-            f"{len(blocked(clients()))} blocked: {[entry['cmd'] for entry in clients()]}"
+        services.wait_until(
+            settled,
+            SETTLE_S,
+            lambda: (
+                f"every page to leave: after {3 * BATCHES} pages came and went, "
+                f"{len(monitor.zrange(group, 0, -1)) - len(outside)} are still in the group; the server's Redis "
+                f"connections went from {len(before)} to {len(clients())}, {len(blocked(clients()))} blocked: "
+                f"{[entry['cmd'] for entry in clients()]}"
+            ),
         )
-        after = clients()
 
         with member.open() as page:
             revoke_connection(actor=alice, connection=connection)
@@ -191,5 +185,7 @@ def test_pages_that_leave_leave_nothing_behind(alice, acme, make_connection, set
 
         # No consumer is left running: uvicorn's graceful shutdown waits for every one.
         server.terminate()
-        assert _settled(lambda: server.poll() is not None), f"still running after SIGTERM: {log.read_text()[-1500:]}"
-    print(f"the server's Redis connections: {len(before)} before, {len(after)} after {3 * BATCHES} pages")
+        services.wait_until(
+            lambda: server.poll() is not None, SETTLE_S, lambda: f"the server to stop: {log.read_text()[-1500:]}"
+        )
+    monitor.close()

@@ -5,7 +5,6 @@ caught the moment in between (the counts gone from Redis, not yet committed to t
 that went down, until the commit. The reader now waits for that commit on the row's lock."""
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -27,15 +26,6 @@ def _lock_waiters(database_url: str) -> int:
     with psycopg.connect(database_url, autocommit=True) as watcher:
         query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         return watcher.execute(query).fetchone()[0]
-
-
-def _until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _store(period_id: int) -> None:
@@ -75,15 +65,17 @@ def test_a_usage_read_while_a_flush_is_writing_sees_every_request(tmp_path, sett
         # Something else holds the period's row (a roll, a new-profile count): the flush waits on it,
         # the moment in between stretched from microseconds to as long as this test likes.
         with psycopg.connect(database_url) as holder:
-            holder.execute("SELECT 1 FROM workspaces_usageperiod WHERE id = %s FOR UPDATE", [period.pk])
+            holder.execute(f"SELECT 1 FROM {UsagePeriod._meta.db_table} WHERE id = %s FOR UPDATE", [period.pk])  # noqa: S608 (our table)
             flush = threading.Thread(target=_store, args=[period.pk])
             flush.start()
-            assert _until(lambda: _lock_waiters(database_url) >= 1)
+            services.wait_until(lambda: _lock_waiters(database_url) >= 1, 10, "the flush to wait on the row")
             readings: list[int] = []
             reader = threading.Thread(target=lambda: readings.append(used()))
             reader.start()
             # The reader either answered at once (what it used to do) or waits behind the flush.
-            _until(lambda: readings or _lock_waiters(database_url) >= 2, timeout=5)
+            services.wait_until(
+                lambda: readings or _lock_waiters(database_url) >= 2, 10, "the read to answer or wait behind the flush"
+            )
             holder.rollback()
         flush.join(30)
         reader.join(30)
